@@ -1,0 +1,108 @@
+"""Person matting quality on real people with hand-made masks: frameq beside MediaPipe.
+
+    bench/mediapipe_env.sh
+    .venv-mediapipe/bin/python bench/mediapipe_baseline.py masks --davis DAVIS --out MASKS
+    .venv/bin/python bench/matte_frameq.py --davis DAVIS --out MASKS            # frameq
+    .venv/bin/python bench/matte_frameq.py --davis DAVIS --out MASKS --no-refine --variant frameq-no-refine
+    .venv/bin/python bench/matte_quality.py --davis DAVIS --masks MASKS [--json FILE]
+
+(`make bench-matte` runs all of it.) DAVIS is ../shared/data/davis-dev: five DAVIS 2016
+sequences with masks on every 4th frame. Every method folder under MASKS is scored with
+bench/matte_metrics.py; the table gives per-sequence and overall figures, then every
+non-MediaPipe method's IoU margin over the best MediaPipe method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.matte_metrics import band_mae, boundary_f, flicker, iou, mae
+
+FIGURES = ("iou", "mae", "boundary_f", "band_mae", "flicker")
+
+
+def truths(davis: Path, seq: str) -> dict[int, np.ndarray]:
+    return {
+        int(p.stem): cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127
+        for p in sorted((davis / "masks" / seq).glob("*.png"))
+    }
+
+
+def score(alphas: np.ndarray, truth: dict[int, np.ndarray]) -> dict[str, list[float]]:
+    per_frame: dict[str, list[float]] = {name: [] for name in FIGURES if name != "flicker"}
+    for index, mask in truth.items():
+        alpha = alphas[index]
+        if alpha.shape != mask.shape:
+            raise SystemExit(f"alpha {alpha.shape} and mask {mask.shape} differ in size")
+        per_frame["iou"].append(iou(alpha, mask))
+        per_frame["mae"].append(mae(alpha, mask))
+        per_frame["boundary_f"].append(boundary_f(alpha, mask))
+        per_frame["band_mae"].append(band_mae(alpha, mask))
+    per_frame["flicker"] = [flicker(alphas, truth)]
+    return per_frame
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--davis", type=Path, required=True)
+    parser.add_argument("--masks", type=Path, required=True)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    seqs = sorted(p.stem for p in (args.davis / "video").glob("*.mp4"))
+    methods = sorted(
+        p.name for p in args.masks.iterdir() if p.is_dir() and all((p / f"{s}.npz").exists() for s in seqs)
+    )
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for method in methods:
+        results[method] = {}
+        frames: dict[str, list[float]] = {name: [] for name in FIGURES}
+        for seq in seqs:
+            alphas = np.load(args.masks / method / f"{seq}.npz")["alpha"]
+            per_frame = score(alphas, truths(args.davis, seq))
+            results[method][seq] = {name: float(np.mean(v)) for name, v in per_frame.items()}
+            results[method][seq]["min_iou"] = float(np.min(per_frame["iou"]))
+            for name in FIGURES:
+                frames[name] += per_frame[name]
+        # overall: means over every annotated frame (flicker: over sequences)
+        results[method]["all"] = {name: float(np.mean(v)) for name, v in frames.items()}
+    columns = ("IoU", 6), ("minIoU", 6), ("MAE", 7), ("F", 6), ("bandMAE", 8), ("flicker", 8)
+    print(f"{'method':<22} {'sequence':<17} " + " ".join(f"{name:>{width}}" for name, width in columns))
+    for method, rows in results.items():
+        for seq, r in rows.items():
+            low = f"{r['min_iou']:6.3f}" if "min_iou" in r else " " * 6
+            print(
+                f"{method:<22} {seq:<17} {r['iou']:6.3f} {low} {r['mae']:7.4f} {r['boundary_f']:6.3f} "
+                f"{r['band_mae']:8.4f} {r['flicker']:8.5f}"
+            )
+    baselines = [m for m in methods if m.startswith("mp-")]
+    if baselines:
+        best = max(baselines, key=lambda m: results[m]["all"]["iou"])
+        print(f"\nbest MediaPipe method by mean IoU: {best} ({results[best]['all']['iou']:.3f})")
+        for method in (m for m in methods if not m.startswith("mp-")):
+            margin = results[method]["all"]["iou"] - results[best]["all"]["iou"]
+            below = [
+                s for s in seqs if results[method][s]["iou"] < max(results[b][s]["iou"] for b in baselines)
+            ]
+            flick = results[method]["all"]["flicker"] / max(
+                1e-9, min(results[b]["all"]["flicker"] for b in baselines)
+            )
+            print(
+                f"{method:<22} IoU margin {margin:+.3f}; sequences below the best MediaPipe method there: "
+                f"{', '.join(below) or 'none'}; flicker {flick:.2f}x the least-flickering MediaPipe method"
+            )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Speed of person matting at 720p and 1080p, next to MediaPipe's own runtime, same frames.
+
+    python bench/matte_speed.py [--davis ../shared/data/davis-dev] [--frames 32]
+
+For each size it prints frames/s of
+  - frameq's PersonMatter (detect, segment, refine, temporal smoothing; batches of 8),
+  - `frameq run -r matte` end to end (decode, matte, H.264 encode, assemble) on a clip of
+    the same frames,
+  - MediaPipe 0.10.14's selfie and pose segmentation through its own runtime, when the
+    separate environment made by bench/mediapipe_env.sh exists (MediaPipe is not a frameq
+    dependency),
+and the ratios of frameq's figures to the MediaPipe ones. Frames are DAVIS `lucia` (a person
+walking) scaled up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.device import pick_device, to_tensor  # noqa: E402
+from models.person import MatteState, PersonMatter  # noqa: E402
+
+MEDIAPIPE_PYTHON = ROOT / ".venv-mediapipe" / "bin" / "python"
+BATCH = 8
+
+
+def load_frames(davis: Path, size: tuple[int, int], count: int) -> list[np.ndarray]:
+    with av.open(str(davis / "video" / "lucia.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    frames = (frames * (count // len(frames) + 1))[:count]
+    return [cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for f in frames]
+
+
+def matter_fps(matter: PersonMatter, frames: list[np.ndarray]) -> float:
+    state = MatteState()
+    matter(to_tensor(frames[:BATCH], matter.device), state)  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(frames), BATCH):
+        matter(to_tensor(frames[i : i + BATCH], matter.device), state)
+    return len(frames) / (time.perf_counter() - start)
+
+
+def run_fps(frames: list[np.ndarray], workdir: Path) -> float:
+    clip = workdir / "clip.mp4"
+    h, w = frames[0].shape[:2]
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(24))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode(None))
+    env = {**os.environ, "FRAMEQ_HOME": str(workdir / "home")}
+    command = [
+        sys.executable,
+        "-m",
+        "frameq",
+        "run",
+        str(clip),
+        "-o",
+        str(workdir / "out.mp4"),
+        "-r",
+        "matte",
+    ]
+    start = time.perf_counter()
+    subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True)
+    return len(frames) / (time.perf_counter() - start)
+
+
+def mediapipe_fps(davis: Path, size: tuple[int, int], count: int) -> dict[str, float]:
+    if not MEDIAPIPE_PYTHON.exists():
+        return {}
+    result = subprocess.run(
+        [
+            str(MEDIAPIPE_PYTHON),
+            str(ROOT / "bench" / "mediapipe_baseline.py"),
+            "speed",
+            "--size",
+            f"{size[0]}x{size[1]}",
+            "--frames",
+            str(count),
+            "--davis",
+            str(davis),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {row["method"]: float(row["fps"]) for row in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--davis", type=Path, default=ROOT.parent / "shared" / "data" / "davis-dev")
+    parser.add_argument("--frames", type=int, default=32)
+    args = parser.parse_args()
+    device = pick_device("auto")
+    matter = PersonMatter(device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, {args.frames} frames per figure")
+    for size in ((1280, 720), (1920, 1080)):
+        frames = load_frames(args.davis, size, args.frames)
+        with tempfile.TemporaryDirectory() as tmp:
+            end_to_end = run_fps(frames, Path(tmp))
+        figures = {"frameq matter": matter_fps(matter, frames), "frameq run -r matte": end_to_end}
+        baseline = mediapipe_fps(args.davis, size, args.frames)
+        label = f"{size[0]}x{size[1]}"
+        for name, fps in {**figures, **baseline}.items():
+            print(f"{label:>9}  {name:<22} {fps:6.2f} frames/s")
+        for name, fps in baseline.items():
+            print(f"{label:>9}  frameq matter / {name:<14} {figures['frameq matter'] / fps:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

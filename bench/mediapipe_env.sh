@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# A separate environment with Google's MediaPipe, the baseline of the matting benchmarks.
+# MediaPipe is not a frameq dependency; frameq never imports it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv-mediapipe/bin/python ]; then
+  python3 -m venv .venv-mediapipe
+fi
+.venv-mediapipe/bin/pip install --quiet --disable-pip-version-check \
+  "mediapipe==0.10.14" "numpy<2" "av>=12"
+.venv-mediapipe/bin/python -c "import mediapipe; print('mediapipe', mediapipe.__version__)"

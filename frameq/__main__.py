@@ -1,0 +1,3 @@
+from frameq.cli import main
+
+main()

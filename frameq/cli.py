@@ -1,0 +1,262 @@
+"""The `frameq` command."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from frameq import distributed
+from frameq.progress import ProgressBar, summary_line
+from orchestrator.background import parse_background
+from orchestrator.errors import FrameqError, InputError
+from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, output_suffix_for
+from orchestrator.recipes import RECIPES, get_recipe
+from orchestrator.schema import JobState
+from orchestrator.settings import PRESETS, Settings
+from orchestrator.submit import new_id, submit
+from workers.local import run_jobs
+from workers.runtime import Runtime
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM during `frameq run`.
+
+    Not a KeyboardInterrupt: the interpreter would then end the process by SIGINT whatever
+    status the handler chose, and Click would turn it into "Aborted!".
+    """
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+class FrameqGroup(click.Group):
+    """Expected errors end as one line on stderr and a non-zero status, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except FrameqError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=FrameqGroup)
+def main() -> None:
+    """frameq: run media recipes (styles, mattes, composites) over videos and images."""
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file, or directory when INPUT is a directory.",
+)
+@click.option("-r", "--recipe", default="cartoon", show_default=True, help="See `frameq recipes`.")
+@click.option("--crf", type=int, help="H.264 quality, 0 (lossless) to 51 (worst); default 20.")
+@click.option("--preset", type=click.Choice(PRESETS), help="H.264 speed/size trade-off; default fast.")
+@click.option("--segment-s", type=float, help="Target segment length in seconds; default 2.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N; default auto.")
+@click.option("--background", help="bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file.")
+def run(
+    input_path: Path,
+    output: Path,
+    recipe: str,
+    crf: int | None,
+    preset: str | None,
+    segment_s: float | None,
+    device: str | None,
+    background: str | None,
+) -> None:
+    """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
+    settings = Settings.from_env(crf=crf, preset=preset, segment_s=segment_s, device=device)
+    runtime = Runtime.open(settings)
+    pairs = _pairs(input_path, output, get_recipe(recipe).alpha)
+    batch_id = new_id() if len(pairs) > 1 else None
+    jobs = [
+        submit(
+            runtime.repo,
+            runtime.store,
+            settings,
+            src,
+            recipe,
+            dest.suffix,
+            batch_id=batch_id,
+            background=parse_background(background) if background else None,
+        )
+        for src, dest in pairs
+    ]
+    outputs = {job.id: dest for job, (_, dest) in zip(jobs, pairs, strict=True)}
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with ProgressBar(runtime.repo, list(outputs), enabled=sys.stderr.isatty()):
+            run_jobs(runtime, list(outputs))
+    except Interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for job_id in outputs:  # recorded, so `frameq jobs` does not show them running forever
+            runtime.repo.cancel_job(job_id)
+        click.echo(f"interrupted: {len(outputs)} job(s) cancelled", err=True)
+        sys.exit(130)
+    failed = 0
+    for job_id, dest in outputs.items():
+        view = runtime.repo.view(job_id)
+        if view.job.state == JobState.DONE and view.job.output_key:
+            runtime.store.get_file(view.job.output_key, dest)
+            click.echo(summary_line(view, str(dest)))
+        else:
+            failed += 1
+            click.echo(f"error: {view.job.error or view.job.state}", err=True)
+    if failed:
+        if len(outputs) > 1:
+            click.echo(f"{failed} of {len(outputs)} jobs failed", err=True)
+        sys.exit(1)
+
+
+def _pairs(input_path: Path, output: Path, alpha: bool = False) -> list[tuple[Path, Path]]:
+    """(input, output) files: one pair for a file, one per media file below a directory."""
+    if not input_path.is_dir():
+        return [(input_path, output.with_suffix(output_suffix_for(input_path, output, alpha)))]
+    if output.exists() and not output.is_dir():
+        raise InputError(str(output), "INPUT is a directory, so OUTPUT must be a directory")
+    files = sorted(p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+    if not files:
+        raise InputError(str(input_path), f"no media files ({', '.join(MEDIA_SUFFIXES)})")
+    pairs: dict[Path, Path] = {}
+    for src in files:
+        rel = src.relative_to(input_path)
+        dest = output / rel.with_suffix(directory_output_suffix(src, alpha))  # webm, avi -> mp4
+        if dest in pairs:
+            raise InputError(str(src), f"its output {dest} would overwrite that of {pairs[dest]}")
+        pairs[dest] = src
+    return [(src, dest) for dest, src in pairs.items()]
+
+
+@main.command()
+def recipes() -> None:
+    """List the recipes."""
+    width = max(len(name) for name in RECIPES)
+    for name, recipe in sorted(RECIPES.items()):
+        click.echo(f"{name:<{width}}  {recipe.description}")
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+def jobs(limit: int) -> None:
+    """List recent jobs with state, progress and timings."""
+    runtime = Runtime.open(Settings.from_env())
+    click.echo(f"{'job':<12}  {'state':<9}  {'recipe':<10}  {'frames':>13}  {'time':>7}  input")
+    for view in runtime.repo.list_jobs(limit):
+        job = view.job
+        frames = f"{view.frames_done}/{job.frames_total}"
+        click.echo(
+            f"{job.id:<12}  {job.state:<9}  {job.recipe:<10}  {frames:>13}  "
+            f"{_elapsed(view):>7}  {job.input_name}"
+        )
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--follow", is_flag=True, help="Show a progress bar until the job finishes.")
+def status(job_id: str, follow: bool) -> None:
+    """Show one job: state, progress, tasks by state, timings and error."""
+    runtime = Runtime.open(Settings.from_env())
+    if follow:
+        with ProgressBar(runtime.repo, [job_id], enabled=sys.stderr.isatty()):
+            while runtime.repo.get_job(job_id).finished_at is None:
+                time.sleep(0.5)
+    view = runtime.repo.view(job_id)
+    job = view.job
+    pct = 100.0 * view.frames_done / job.frames_total if job.frames_total else 0.0
+    tasks = ", ".join(f"{state} {n}" for state, n in sorted(view.tasks_by_state.items()))
+    lines = [
+        ("job", job.id),
+        ("state", job.state),
+        ("recipe", job.recipe),
+        ("input", job.input_name),
+        ("progress", f"{view.frames_done}/{job.frames_total} frames ({pct:.0f} %)"),
+        ("tasks", tasks),
+        ("created", f"{job.created_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("elapsed", _elapsed(view)),
+        ("output", job.output_key or "-"),
+        ("error", job.error or "-"),
+    ]
+    for label, value in lines:
+        click.echo(f"{label:<9} {value}")
+    if follow and job.state != JobState.DONE:
+        sys.exit(1)
+
+
+def _elapsed(view: object) -> str:
+    job = view.job  # type: ignore[attr-defined]
+    if job.started_at is None:
+        return "-"
+    end = job.finished_at
+    if end is None:
+        from orchestrator.schema import utcnow
+
+        end = utcnow()
+    return f"{(end - job.started_at).total_seconds():.1f}s"
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database (FRAMEQ_DATABASE_URL) to the newest schema."""
+    from orchestrator.db import make_engine, upgrade
+
+    settings = Settings.from_env()
+    upgrade(make_engine(settings.database_url))
+    click.echo(f"database at head: {settings.database_url}")
+
+
+for command in (
+    distributed.submit,
+    distributed.fetch,
+    distributed.cancel,
+    distributed.worker,
+    distributed.reconcile,
+    distributed.flower,
+):
+    main.add_command(command)
+
+
+@main.group()
+def models() -> None:
+    """Pretrained model files (person detection and segmentation)."""
+
+
+@models.command("pull")
+@click.option("--wheel", type=click.Path(exists=True, path_type=Path), help="Use this wheel, not PyPI.")
+def models_pull(wheel: Path | None) -> None:
+    """Fetch the pinned model files (from the mediapipe wheel on PyPI) and verify them."""
+    from models.weights import ModelMissingError, pull
+
+    try:
+        folder = pull(wheel)
+    except ModelMissingError as exc:
+        raise FrameqError(str(exc)) from None
+    click.echo(f"models ready in {folder}")
+
+
+@models.command("list")
+def models_list() -> None:
+    """The model files, where they are and whether they are present and intact."""
+    from models.weights import MODELS, missing, models_dir
+
+    absent = set(missing())
+    for name in MODELS:
+        click.echo(f"{'missing' if name in absent else 'ok':<8} {models_dir() / name}")

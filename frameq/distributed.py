@@ -1,0 +1,163 @@
+"""Commands of distributed mode: submit, fetch, cancel, worker, reconcile, flower."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from orchestrator.background import parse_background
+from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
+from orchestrator.errors import ConfigError, FrameqError
+from orchestrator.inputs import output_suffix_for
+from orchestrator.recipes import get_recipe
+from orchestrator.reconcile import reconcile as reconcile_once
+from orchestrator.routing import QUEUES
+from orchestrator.schema import JobState, TaskState
+from orchestrator.settings import Settings
+from orchestrator.submit import submit as submit_job
+from workers.runtime import Runtime
+
+
+def _distributed() -> tuple[Settings, Runtime, CeleryDispatcher]:
+    settings = Settings.from_env()
+    if settings.embedded:
+        raise ConfigError(
+            "this command needs FRAMEQ_BROKER_URL (distributed mode); `frameq run` works without"
+        )
+    runtime = Runtime.open(settings)
+    return settings, runtime, CeleryDispatcher.from_settings(settings, runtime.repo)
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-r", "--recipe", default="cartoon", show_default=True)
+@click.option(
+    "--priority",
+    type=click.Choice(list(PRIORITIES)),
+    default="normal",
+    show_default=True,
+    help="high: interactive work, ahead of any backlog; bulk: overnight libraries.",
+)
+@click.option("--format", "fmt", help="Output format (mp4, mov, mkv, png, jpg, webp); default by input.")
+@click.option("--background", help="bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file.")
+def submit(input_path: Path, recipe: str, priority: str, fmt: str | None, background: str | None) -> None:
+    """Upload INPUT to the store, record its job and queue it; print the job id at once."""
+    settings, runtime, dispatcher = _distributed()
+    alpha = get_recipe(recipe).alpha
+    suffix = output_suffix_for(input_path, Path(f"output.{fmt}") if fmt else None, alpha)
+    job = submit_job(
+        runtime.repo,
+        runtime.store,
+        settings,
+        input_path,
+        recipe,
+        suffix,
+        priority=PRIORITIES[priority],
+        background=parse_background(background) if background else None,
+    )
+    if job.state == JobState.FAILED:
+        click.echo(f"error: {job.error}", err=True)
+        sys.exit(1)
+    dispatcher.send([t.id for t in runtime.repo.tasks(job.id) if t.state == TaskState.READY])
+    click.echo(job.id)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the result.")
+@click.option("--url", is_flag=True, help="Print a presigned URL of the result instead (S3 stores).")
+def fetch(job_id: str, output: Path | None, url: bool) -> None:
+    """Download the result of a finished job."""
+    runtime = Runtime.open(Settings.from_env())
+    job = runtime.repo.get_job(job_id)
+    if job.state != JobState.DONE or not job.output_key:
+        raise FrameqError(f"job {job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
+    if url:
+        presign = getattr(runtime.store, "presigned_url", None)
+        if presign is None:
+            raise ConfigError("presigned URLs need an s3:// store")
+        click.echo(presign(job.output_key))
+        return
+    if output is None:
+        raise click.UsageError("give -o OUTPUT or --url")
+    runtime.store.get_file(job.output_key, output)
+    click.echo(f"{job_id} -> {output}")
+
+
+@click.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a job: queued tasks are dropped, running ones stop at their next batch."""
+    runtime = Runtime.open(Settings.from_env())
+    if runtime.repo.cancel_job(job_id):
+        click.echo(f"{job_id} cancelled")
+    else:
+        click.echo(f"{job_id} had already finished ({runtime.repo.get_job(job_id).state})")
+
+
+@click.command()
+@click.option(
+    "-Q",
+    "--queues",
+    default=",".join(QUEUES),
+    show_default=True,
+    help="Task types to consume, e.g. matte,style.",
+)
+@click.option("-c", "--concurrency", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N (one worker per GPU).")
+@click.option("--beat", is_flag=True, help="Also run the periodic reconciler in this worker.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int, device: str | None, beat: bool, loglevel: str) -> None:
+    """Start a Celery worker for some task types."""
+    from workers.celery_app import make_app
+
+    unknown = set(queues.split(",")) - set(QUEUES)
+    if unknown:
+        raise ConfigError(f"unknown queue(s) {', '.join(sorted(unknown))} (known: {', '.join(QUEUES)})")
+    settings = Settings.from_env(device=device)
+    app = make_app(settings)
+    argv = [
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+        "-n",
+        f"frameq-{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main([*argv, "-B"] if beat else argv)
+
+
+@click.command()
+@click.option("--every", type=float, help="Run again every this many seconds (else once).")
+def reconcile(every: float | None) -> None:
+    """Re-queue tasks of dead workers and tasks whose message the broker lost."""
+    settings, runtime, dispatcher = _distributed()
+    while True:
+        try:
+            done = reconcile_once(runtime.repo, dispatcher, settings, runtime.retry)
+            click.echo(f"requeued {len(done.requeued)}, failed {len(done.failed)}, sent {len(done.sent)}")
+        except Exception as exc:  # a database or broker blip: the next round tries again
+            if every is None:
+                raise
+            click.echo(f"reconcile failed, again in {every:g}s: {type(exc).__name__}: {exc}", err=True)
+        if every is None:
+            return
+        time.sleep(every)
+
+
+@click.command()
+@click.option("--port", type=int, default=5555, show_default=True)
+def flower(port: int) -> None:
+    """Serve Flower (workers, tasks, queues) for the same app."""
+    from workers.celery_app import make_app
+
+    make_app(Settings.from_env()).start(["flower", f"--port={port}", "--address=127.0.0.1"])

@@ -1,0 +1,242 @@
+"""Person matting: find people, segment each in its own region, refine, smooth over time.
+
+1. The pose detector (BlazePose detector, 224x224 letterboxed) finds people anywhere in the
+   frame, however small; two of its keypoints give each body's centre, size and tilt.
+2. Each body is cropped upright at 256x256 from the full-resolution frame and segmented
+   there by the pose-landmark network's mask head, so a person 5 % of the frame gets the
+   model's whole resolution rather than a few dozen of its pixels. Crops from the same
+   batch run as one batch.
+3. Frames where nobody is found fall back to the whole-frame landscape selfie segmenter.
+4. The per-person probabilities are pasted back (max over people) and refined at full
+   resolution with a guided filter on the frame, so edges follow the image.
+5. Video: uncertain pixels lean on the previous frame's alpha (state carried across frames
+   and, through a few frames of overlap, across segments); confident ones follow the
+   current frame, so motion does not smear.
+
+Model constants (anchor layout, box scaling, ROI rules) follow the published BlazePose
+graphs of MediaPipe 0.10.14 (pose_detection_cpu.pbtxt, pose_detection_to_roi.pbtxt).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.guided import guided_filter
+from models.tflite import TFLiteModule
+from models.weights import model_path
+
+DETECTOR_SIZE = 224
+CROP_SIZE = 256
+MIN_DETECTION_SCORE = 0.5
+NMS_IOU = 0.3
+ROI_SCALE = 1.25  # the body region grown by a quarter, as MediaPipe's pose ROI
+MIN_PRESENCE = 0.5  # the landmark network's own "a person is in this crop" score
+LANDSCAPE_HW = (144, 256)
+# Pasting, smoothing and fitting the guided filter run on frames scaled to this short side;
+# only the filter's final linear map runs at full resolution (the "fast guided filter").
+WORK_SHORT_SIDE = 360
+GUIDE_RADIUS = 3  # working-resolution pixels
+GUIDE_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class Person:
+    """A detected body in frame pixels: centre, side of its square region, tilt in radians."""
+
+    cx: float
+    cy: float
+    size: float
+    angle: float
+    score: float
+
+
+def _anchors() -> torch.Tensor:
+    """SSD anchor centres [2254, 2] of the pose detector (strides 8, 16, 32 x3; fixed size)."""
+    centres = []
+    for stride, per_cell in ((8, 2), (16, 2), (32, 6)):  # layers of equal stride share a grid
+        n = DETECTOR_SIZE // stride
+        ys, xs = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        grid = torch.stack([(xs + 0.5) / n, (ys + 0.5) / n], dim=-1).reshape(-1, 1, 2)
+        centres.append(grid.expand(-1, per_cell, 2).reshape(-1, 2))
+    return torch.cat(centres)
+
+
+@dataclass
+class MatteState:
+    """What a video carries from one frame to the next."""
+
+    previous: torch.Tensor | None = None  # [1, 1, H, W] alpha of the last frame
+
+
+class PersonMatter:
+    """Frames [B, 3, H, W] in 0..1 -> alpha [B, 1, H, W] in 0..1 (1 = person)."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        self.device, self.dtype = device, dtype
+        self.detector = self._load("pose_detection.tflite")
+        self.segmenter = self._load("pose_landmark_full.tflite")
+        self.fallback = self._load("selfie_segmentation_landscape.tflite")
+        self.anchors = _anchors().to(device)
+        self.temporal_ratio = 0.7
+
+    def _load(self, name: str) -> TFLiteModule:
+        return TFLiteModule(model_path(name)).eval().to(self.device, self.dtype)
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, state: MatteState | None = None) -> torch.Tensor:
+        frames = frames.to(self.device, self.dtype)
+        work = self.working(frames)
+        people = self.detect(work, frames.shape[-2:])
+        coarse = self.segment(frames, work, people)
+        if state is not None:
+            coarse = self.smooth(coarse, state)
+        return self.refine(frames, work, coarse)
+
+    @staticmethod
+    def working(frames: torch.Tensor) -> torch.Tensor:
+        h, w = frames.shape[-2:]
+        scale = min(1.0, WORK_SHORT_SIDE / min(h, w))
+        if scale == 1.0:
+            return frames
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        return F.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    # -- detection -------------------------------------------------------------------------
+
+    def detect(self, frames: torch.Tensor, full_hw: tuple[int, ...] | None = None) -> list[list[Person]]:
+        """People in `frames`, in the pixels of frames `full_hw` in size (default: their own)."""
+        b, _, h, w = frames.shape
+        scale = DETECTOR_SIZE / max(h, w)
+        nh, nw = round(h * scale), round(w * scale)
+        small = F.interpolate(frames, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+        top, left = (DETECTOR_SIZE - nh) // 2, (DETECTOR_SIZE - nw) // 2
+        boxed = F.pad(small, (left, DETECTOR_SIZE - nw - left, top, DETECTOR_SIZE - nh - top))
+        raw_boxes, raw_scores = self.detector(boxed * 2.0 - 1.0)  # the detector wants -1..1
+        scores = torch.sigmoid(raw_scores.float().clamp(-100, 100))[..., 0]
+        raw = raw_boxes.float() / DETECTOR_SIZE
+        centres = self.anchors[None]
+        boxes = torch.cat([raw[..., :2] + centres, raw[..., 2:4]], dim=-1)  # cx, cy, w, h
+        points = raw[..., 4:12].reshape(b, -1, 4, 2) + centres[:, :, None]
+        # letterboxed unit coordinates -> frame pixels
+        offset = torch.tensor([left, top], device=raw.device) / DETECTOR_SIZE
+        to_px = DETECTOR_SIZE / scale * (full_hw[0] / h if full_hw else 1.0)
+        boxes_px = torch.cat([(boxes[..., :2] - offset) * to_px, boxes[..., 2:] * to_px], -1)
+        points_px = (points - offset) * to_px
+        return [self._people(boxes_px[i], points_px[i], scores[i]) for i in range(b)]
+
+    @staticmethod
+    def _people(boxes: torch.Tensor, points: torch.Tensor, scores: torch.Tensor) -> list[Person]:
+        keep = scores >= MIN_DETECTION_SCORE
+        boxes, points, scores = boxes[keep].cpu(), points[keep].cpu(), scores[keep].cpu()
+        order = scores.argsort(descending=True)
+        boxes, points, scores = boxes[order], points[order], scores[order]
+        people = []
+        remaining = torch.ones(len(scores), dtype=torch.bool)
+        for i in range(len(scores)):
+            if not remaining[i]:
+                continue
+            overlap = _iou(boxes[i], boxes) > NMS_IOU
+            group = overlap & remaining
+            remaining &= ~group
+            # Weighted NMS: the overlapping detections' keypoints averaged by score (steadier).
+            weights = scores[group] / scores[group].sum()
+            hip, top = (points[group] * weights[:, None, None]).sum(0)[:2]
+            dx, dy = float(top[0] - hip[0]), float(top[1] - hip[1])
+            size = 2.0 * math.hypot(dx, dy) * ROI_SCALE
+            angle = math.pi / 2 - math.atan2(-dy, dx)
+            angle = (angle + math.pi) % (2 * math.pi) - math.pi
+            people.append(Person(float(hip[0]), float(hip[1]), size, angle, float(scores[i])))
+        return people
+
+    # -- segmentation ----------------------------------------------------------------------
+
+    def segment(self, frames: torch.Tensor, work: torch.Tensor, people: list[list[Person]]) -> torch.Tensor:
+        """Person probability at the working resolution; crops come from the full frames."""
+        b, _, h, w = work.shape
+        full_h, full_w = frames.shape[-2:]
+        to_work = h / full_h
+        coarse = torch.zeros(b, 1, h, w, device=self.device, dtype=self.dtype)
+        rois = [(i, p) for i, found in enumerate(people) for p in found]
+        if rois:
+            grids = torch.stack([self._crop_grid(p, full_h, full_w) for _, p in rois])
+            index = torch.tensor([i for i, _ in rois], device=self.device)
+            crops = F.grid_sample(frames[index], grids, mode="bilinear", align_corners=False)
+            _, presence, mask_logits, *_ = self.segmenter(crops)
+            probs = torch.sigmoid(mask_logits.float()).to(self.dtype)
+            present = presence.float().reshape(-1) >= MIN_PRESENCE
+            for k, (i, person) in enumerate(rois):
+                if present[k]:
+                    grid = self._paste_grid(person, h, w, to_work)
+                    pasted = F.grid_sample(probs[k : k + 1], grid, align_corners=False)
+                    coarse[i] = torch.maximum(coarse[i], pasted[0])
+        empty = coarse.flatten(1).amax(1) < 0.5
+        if empty.any():
+            coarse[empty] = self._whole_frame(work[empty], h, w)
+        return coarse
+
+    def _crop_grid(self, p: Person, h: int, w: int) -> torch.Tensor:
+        """Sampling grid [S, S, 2] of the upright square region around `p`."""
+        t = (torch.arange(CROP_SIZE, device=self.device, dtype=torch.float32) + 0.5) / CROP_SIZE - 0.5
+        v, u = torch.meshgrid(t, t, indexing="ij")
+        cos, sin = math.cos(p.angle), math.sin(p.angle)
+        x = p.cx + p.size * (u * cos - v * sin)
+        y = p.cy + p.size * (u * sin + v * cos)
+        return torch.stack([2 * x / w - 1, 2 * y / h - 1], dim=-1).to(self.dtype)
+
+    def _paste_grid(self, p: Person, h: int, w: int, scale: float) -> torch.Tensor:
+        """Grid [1, h, w, 2] locating every pixel of a frame `scale` times the full size
+        inside the region's crop."""
+        ys = (torch.arange(h, device=self.device, dtype=torch.float32) + 0.5) / scale - p.cy
+        xs = (torch.arange(w, device=self.device, dtype=torch.float32) + 0.5) / scale - p.cx
+        dy, dx = torch.meshgrid(ys, xs, indexing="ij")
+        cos, sin = math.cos(p.angle), math.sin(p.angle)
+        u = (dx * cos + dy * sin) / p.size
+        v = (-dx * sin + dy * cos) / p.size
+        return torch.stack([2 * u, 2 * v], dim=-1)[None].to(self.dtype)
+
+    def _whole_frame(self, frames: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        small = F.interpolate(frames, size=LANDSCAPE_HW, mode="bilinear", align_corners=False, antialias=True)
+        (probs,) = self.fallback(small)
+        return F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+
+    # -- refinement and time ---------------------------------------------------------------
+
+    @cached_property
+    def _grey(self) -> torch.Tensor:
+        return torch.tensor([0.299, 0.587, 0.114], device=self.device, dtype=self.dtype).reshape(1, 3, 1, 1)
+
+    def refine(self, frames: torch.Tensor, work: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """The working-resolution probability, refined to full resolution along the frame's edges."""
+        grey = (frames * self._grey).sum(1, keepdim=True).float()
+        grey_work = (work * self._grey).sum(1, keepdim=True).float()
+        return guided_filter(grey, grey_work, coarse.float(), GUIDE_RADIUS, GUIDE_EPS).to(self.dtype)
+
+    def smooth(self, alpha: torch.Tensor, state: MatteState) -> torch.Tensor:
+        out = []
+        for frame_alpha in alpha.split(1):
+            if state.previous is not None and state.previous.shape == frame_alpha.shape:
+                uncertainty = 1.0 - (2.0 * frame_alpha - 1.0).square()
+                weight = self.temporal_ratio * uncertainty
+                frame_alpha = frame_alpha + weight * (state.previous - frame_alpha)
+            state.previous = frame_alpha
+            out.append(frame_alpha)
+        return torch.cat(out)
+
+
+def _iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """IoU of one (cx, cy, w, h) box with many."""
+    lo = torch.maximum(box[:2] - box[2:] / 2, boxes[:, :2] - boxes[:, 2:] / 2)
+    hi = torch.minimum(box[:2] + box[2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2)
+    inter = (hi - lo).clamp(min=0).prod(-1)
+    return inter / (box[2:].prod() + boxes[:, 2:].prod(-1) - inter + 1e-9)
+
+
+def alpha_to_uint8(alpha: torch.Tensor) -> np.ndarray:
+    """[B, 1, H, W] in 0..1 -> uint8 [B, H, W] on the CPU."""
+    return alpha[:, 0].float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()

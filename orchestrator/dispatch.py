@@ -1,0 +1,84 @@
+"""Sending ready tasks to their queues (distributed mode): the producer side of Celery.
+
+A message carries only a task id; the row says what to do. Lost or duplicated messages are
+harmless: the reconciler sends lost ones again, and a duplicate finds its task claimed or done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from amqp.exceptions import ChannelError
+from celery import Celery
+from kombu import Queue
+
+from orchestrator.errors import ConfigError
+from orchestrator.repository import ReadyTask, Repository
+from orchestrator.routing import QUEUES, TASK_QUEUES
+from orchestrator.settings import Settings
+
+PRIORITIES = {"high": 10, "normal": 0, "bulk": -10}  # job priority, larger runs first
+# Redis lists per priority step, popped in order: 0 first (kombu's Redis priority emulation).
+BROKER_STEPS = [0, 5, 9]
+
+
+def broker_priority(job_priority: int) -> int:
+    return 0 if job_priority > 0 else 9 if job_priority < 0 else 5
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """What the producer and the workers must agree on."""
+    if settings.broker_url is None:
+        raise ConfigError("distributed mode needs FRAMEQ_BROKER_URL (for example redis://127.0.0.1:6379/0)")
+    return {
+        "broker_url": settings.broker_url,
+        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
+        "task_routes": {name: {"queue": queue, "routing_key": queue} for name, queue in TASK_QUEUES.items()},
+        "task_default_queue": "media",
+        "broker_transport_options": {"priority_steps": BROKER_STEPS, "queue_order_strategy": "priority"},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,  # results live in the database and the store
+        "broker_connection_retry_on_startup": True,
+    }
+
+
+class CeleryDispatcher:
+    def __init__(self, app: Celery, repo: Repository) -> None:
+        self.app = app
+        self.repo = repo
+
+    @classmethod
+    def from_settings(cls, settings: Settings, repo: Repository) -> CeleryDispatcher:
+        app = Celery("frameq", set_as_current=False)
+        app.conf.update(celery_config(settings))
+        return cls(app, repo)
+
+    def send(self, task_ids: Sequence[int], countdown_s: float | None = None) -> list[ReadyTask]:
+        """Send these tasks to their queues (after `countdown_s`, for a retry)."""
+        ready = self.repo.describe(task_ids)
+        for task in ready:
+            self.app.send_task(
+                task.name,
+                args=[task.id],
+                queue=task.queue,
+                routing_key=task.queue,
+                priority=broker_priority(task.priority),
+                countdown=countdown_s,
+            )
+        self.repo.mark_dispatched([task.id for task in ready])
+        return ready
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each queue (all priority levels)."""
+        depths = {}
+        with self.app.connection_for_write() as conn:
+            for queue in QUEUES:
+                try:
+                    depths[queue] = conn.default_channel.queue_declare(
+                        queue=queue, passive=True
+                    ).message_count
+                except ChannelError:  # never declared: nothing waiting
+                    depths[queue] = 0
+        return depths

@@ -1,0 +1,34 @@
+"""One exception tree. Permanent errors fail their job at once; transient ones may be retried."""
+
+
+class FrameqError(Exception):
+    """Base of every error frameq raises on purpose."""
+
+
+class ConfigError(FrameqError):
+    """A setting is missing or has a bad value."""
+
+
+class InputError(FrameqError):
+    """The input media cannot be processed: never retried, fails its own job only."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+class RecipeError(FrameqError):
+    """A recipe is unknown or its stage graph is invalid."""
+
+
+class JobNotFound(FrameqError):
+    """No job has the given id."""
+
+
+class TransientError(FrameqError):
+    """A passing failure (store timeout, connection reset): the task may run again."""
+
+
+class Cancelled(FrameqError):
+    """The job was cancelled while the task ran."""

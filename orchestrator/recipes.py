@@ -1,0 +1,114 @@
+"""Recipes as data: a named graph of per-segment stages, validated when declared.
+
+Every job runs `plan` first (probe, cut segments, expand this graph once per segment) and
+`assemble` last (join the output stage's segments, restore the audio).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from orchestrator.errors import RecipeError
+from orchestrator.routing import queue_for
+
+PLAN_STAGE = "plan"
+ASSEMBLE_STAGE = "assemble"
+PLAN_TASK = "media.plan"
+ASSEMBLE_TASK = "media.assemble"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # unique within the recipe; also the folder of its artifacts
+    task: str  # task type from the routing table
+    needs: tuple[str, ...] = ()  # stages of the same segment that must be done first
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    stages: tuple[Stage, ...]
+    output: str  # the stage whose per-segment results are assembled
+    alpha: bool = False  # the output has an alpha channel (ProRes 4444 MOV, PNG or WebP)
+    background: bool = False  # needs --background (a colour, an image or a video)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for stage in self.stages:
+            if stage.name in (PLAN_STAGE, ASSEMBLE_STAGE) or stage.name in seen:
+                raise RecipeError(f"recipe {self.name}: stage name {stage.name!r} is taken")
+            queue_for(stage.task)  # the task type must be routed
+            # Needs may only point backwards, so the graph is acyclic by construction.
+            for need in stage.needs:
+                if need not in seen:
+                    raise RecipeError(
+                        f"recipe {self.name}: stage {stage.name!r} needs {need!r}, "
+                        "which is not an earlier stage"
+                    )
+            seen.add(stage.name)
+        if self.output not in seen:
+            raise RecipeError(f"recipe {self.name}: output stage {self.output!r} is not a stage")
+
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe(
+            name="cartoon",
+            description="Whole frame in a built-in cartoon style (smoothed flat colours, ink lines)",
+            stages=(Stage("style", "style.cartoon"),),
+            output="style",
+        ),
+        Recipe(
+            name="matte",
+            description="The people's alpha matte as greyscale (white = person)",
+            stages=(Stage("matte", "matte.person"),),
+            output="matte",
+        ),
+        Recipe(
+            name="bg-blur",
+            description="Portrait mode: people sharp over their own blurred background",
+            stages=(
+                Stage("matte", "matte.person"),
+                Stage("composite", "composite.bg_blur", needs=("matte",)),
+            ),
+            output="composite",
+        ),
+        Recipe(
+            name="bg-replace",
+            description="People over a new background: --background COLOUR, IMAGE or VIDEO",
+            stages=(
+                Stage("matte", "matte.person"),
+                Stage("composite", "composite.bg_replace", needs=("matte",)),
+            ),
+            output="composite",
+            background=True,
+        ),
+        Recipe(
+            name="cutout",
+            description="The people alone on a transparent background (ProRes 4444 MOV, PNG)",
+            stages=(
+                Stage("matte", "matte.person"),
+                Stage("composite", "composite.cutout", needs=("matte",)),
+            ),
+            output="composite",
+            alpha=True,
+        ),
+    )
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        known = ", ".join(sorted(RECIPES))
+        raise RecipeError(f"unknown recipe {name!r} (known: {known})") from None

@@ -1,0 +1,98 @@
+"""Settings read once from the environment, cast and validated, then passed down.
+
+Nothing reads the environment at import time: call `Settings.from_env()` at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ConfigError
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    store_url: str
+    broker_url: str | None
+    segment_s: float = 2.0
+    batch_frames: int = 8
+    crf: int = 20
+    preset: str = "fast"
+    max_pixels: int = 4096 * 4096
+    device: str = "auto"
+    lease_s: float = 120.0  # a running task not heard from for this long is given to another worker
+    resend_s: float = 300.0  # a ready task whose message is this old is sent again (broker lost it)
+
+    @property
+    def embedded(self) -> bool:
+        """No broker configured: tasks run in the calling process."""
+        return self.broker_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("FRAMEQ_HOME") or Path.home() / ".frameq").expanduser()
+        settings = cls(
+            home=home,
+            database_url=env.get("FRAMEQ_DATABASE_URL") or f"sqlite:///{home / 'frameq.db'}",
+            store_url=env.get("FRAMEQ_STORE_URL") or f"file://{home / 'store'}",
+            broker_url=env.get("FRAMEQ_BROKER_URL") or None,
+            segment_s=_number(env, "FRAMEQ_SEGMENT_S", float, 2.0),
+            batch_frames=_number(env, "FRAMEQ_BATCH_FRAMES", int, 8),
+            crf=_number(env, "FRAMEQ_CRF", int, 20),
+            preset=env.get("FRAMEQ_PRESET", "fast"),
+            max_pixels=_number(env, "FRAMEQ_MAX_PIXELS", int, 4096 * 4096),
+            device=env.get("FRAMEQ_DEVICE", "auto"),
+            lease_s=_number(env, "FRAMEQ_LEASE_S", float, 120.0),
+            resend_s=_number(env, "FRAMEQ_RESEND_S", float, 300.0),
+        )
+        return settings.with_changes(**{k: v for k, v in overrides.items() if v is not None})
+
+    def with_changes(self, **changes: Any) -> Settings:
+        settings = replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.segment_s > 0:
+            raise ConfigError(f"segment length must be > 0 seconds, got {self.segment_s}")
+        if not 1 <= self.batch_frames <= 256:
+            raise ConfigError(f"batch frames must be within 1..256, got {self.batch_frames}")
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf (quality) must be within 0..51, got {self.crf}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.max_pixels < 64 * 64:
+            raise ConfigError(f"max pixels must be at least 4096, got {self.max_pixels}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.lease_s < 1 or self.resend_s < 1:
+            raise ConfigError(
+                f"FRAMEQ_LEASE_S and FRAMEQ_RESEND_S must be at least 1, got {self.lease_s}, {self.resend_s}"
+            )
+        if not self.database_url.startswith(("sqlite:", "postgresql")):
+            raise ConfigError(
+                f"FRAMEQ_DATABASE_URL must be sqlite:///… or postgresql+psycopg://…, "
+                f"got {self.database_url!r}"
+            )
+        if not self.store_url.startswith(("file://", "s3://")):
+            raise ConfigError(f"FRAMEQ_STORE_URL must be file://… or s3://…, got {self.store_url!r}")
+
+
+def _number(env: Mapping[str, str], name: str, cast: type, default: float) -> Any:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        kind = "an integer" if cast is int else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None

@@ -1,0 +1,107 @@
+"""Object store port. Keys are deterministic paths such as `jobs/{job}/{stage}/{segment:05d}.mp4`:
+writing a key again replaces the object, so a retried task never leaves a duplicate.
+
+`LocalStore` (embedded mode) keeps objects as files under a directory; `S3Store`
+(distributed mode, `s3store.py`) keeps them in a bucket.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.errors import ConfigError
+
+
+class Store(Protocol):
+    url: str
+
+    def put_file(self, key: str, src: Path) -> int:
+        """Store a copy of `src` under `key`; returns its size in bytes."""
+        ...
+
+    def writing(self, key: str) -> AbstractContextManager[Path]:
+        """Yield a local path to write; on success it becomes `key` in one step."""
+        ...
+
+    def reading(self, key: str) -> AbstractContextManager[Path]:
+        """Yield a local path holding the object's bytes."""
+        ...
+
+    def get_file(self, key: str, dest: Path) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"file://{root}"
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"store key escapes the store: {key!r}")
+        return path
+
+    def put_file(self, key: str, src: Path) -> int:
+        with self.writing(key) as tmp:
+            shutil.copyfile(src, tmp)
+        return self.path(key).stat().st_size
+
+    @contextmanager
+    def writing(self, key: str) -> Iterator[Path]:
+        final = self.path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # Keep the suffix: encoders pick the container from the file name.
+        fd, name = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=final.suffix)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextmanager
+    def reading(self, key: str) -> Iterator[Path]:
+        path = self.path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no object {key!r} in {self.url}")
+        yield path
+
+    def get_file(self, key: str, dest: Path) -> None:
+        with self.reading(key) as src:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+
+def open_store(url: str, scratch: Path) -> Store:
+    """`file:///dir` or `s3://bucket/prefix`; `scratch` holds local copies while in use."""
+    if url.startswith("file://"):
+        return LocalStore(Path(url.removeprefix("file://")))
+    if url.startswith("s3://"):
+        from orchestrator.s3store import S3Store  # boto3 only where it is used
+
+        return S3Store(url, scratch)
+    raise ConfigError(f"store {url!r}: expected file:// or s3://")
+
+
+def source_key(job_id: str, suffix: str) -> str:
+    return f"jobs/{job_id}/source{suffix.lower()}"
+
+
+def segment_key(job_id: str, stage: str, segment: int, ext: str) -> str:
+    return f"jobs/{job_id}/{stage}/{segment:05d}.{ext}"
+
+
+def output_key(job_id: str, ext: str) -> str:
+    return f"jobs/{job_id}/output.{ext}"

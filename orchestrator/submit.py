@@ -1,0 +1,78 @@
+"""Submitting work: validate, copy the input into the store, record the job."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from orchestrator.background import background_key
+from orchestrator.errors import InputError, RecipeError, TransientError
+from orchestrator.inputs import check_file
+from orchestrator.recipes import get_recipe
+from orchestrator.repository import Repository
+from orchestrator.schema import Job
+from orchestrator.settings import Settings
+from orchestrator.store import Store, source_key
+
+
+def new_id() -> str:
+    return secrets.token_hex(6)
+
+
+def submit(
+    repo: Repository,
+    store: Store,
+    settings: Settings,
+    path: Path,
+    recipe: str,
+    output_suffix: str,
+    *,
+    priority: int = 0,
+    batch_id: str | None = None,
+    background: dict[str, Any] | None = None,
+) -> Job:
+    """Record a job for `path`. A bad input still gets a job row, failed with the reason.
+
+    `background` is what parse_background made of `--background`, for recipes that use one.
+    """
+    if get_recipe(recipe).background and background is None:  # the caller's mistake, no job
+        raise RecipeError(
+            f"recipe {recipe} needs --background: a colour (#RRGGBB, R,G,B, a name) or an image or video"
+        )
+    job_id = new_id()
+    stored_background = dict(background or {})
+    if "path" in stored_background:
+        stored_background["key"] = background_key(job_id, Path(stored_background["path"]).suffix)
+    name = str(path)
+    job = repo.create_job(
+        job_id=job_id,
+        recipe=recipe,
+        input_name=name,
+        source_key=source_key(job_id, path.suffix),
+        priority=priority,
+        batch_id=batch_id,
+        params={
+            "crf": settings.crf,
+            "preset": settings.preset,
+            "segment_s": settings.segment_s,
+            "batch_frames": settings.batch_frames,
+            "max_pixels": settings.max_pixels,
+            "output_suffix": output_suffix,
+            "background": stored_background or None,
+        },
+    )
+    try:
+        check_file(path, name)  # an unknown suffix is probed as video: the probe says what it is
+        store.put_file(job.source_key, path)
+        if "key" in stored_background:
+            store.put_file(stored_background["key"], Path(stored_background["path"]))
+    except InputError as exc:
+        repo.fail_job(job_id, str(exc))
+    except TransientError as exc:
+        repo.fail_job(job_id, f"{name}: upload failed, submit again ({exc})")
+    except OSError as exc:
+        repo.fail_job(job_id, f"{name}: cannot read ({exc.strerror or exc})")
+    else:
+        repo.source_stored(job_id)
+    return repo.get_job(job_id)

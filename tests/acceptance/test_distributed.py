@@ -1,0 +1,130 @@
+"""Distributed mode for real: PostgreSQL, Redis, an S3 endpoint and Celery worker processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.acceptance.cluster import Cluster, assert_complete_output
+from tests.conftest import run_cli
+from tests.media import make_video
+
+
+def test_job_runs_on_workers_per_task_type(cluster: Cluster, tmp_path: Path) -> None:
+    # Given one worker for media tasks and one for style tasks
+    cluster.start_worker("-Q", "media")
+    cluster.start_worker("-Q", "style")
+    clip = make_video(tmp_path / "in.mp4", frames=60, gop=15)
+    # When a job is submitted, it returns its id at once
+    job_id = cluster.cli("submit", str(clip.path), "-r", "cartoon")
+    # Then the workers finish it and the result can be fetched
+    follow = run_cli(cluster.env, "status", job_id, "--follow")
+    assert follow.returncode == 0 and "state     done" in follow.stdout
+    assert_complete_output(cluster, job_id, clip.path, tmp_path / "out.mp4")
+    workers = {t.worker for t in cluster.repo.tasks(job_id)}
+    assert len(workers) == 2  # plan/assemble on one process, styling on the other
+
+
+def test_worker_killed_mid_task_loses_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    # Given a job of several segments on one worker
+    clip = make_video(tmp_path / "in.mp4", width=640, height=480, frames=120, gop=15)
+    first = cluster.start_worker("-c", "1")
+    job_id = cluster.cli("submit", str(clip.path))
+    # When the worker is killed with SIGKILL while a segment is being styled
+    deadline = time.monotonic() + 120
+    while not any(
+        t.stage == "style" and t.state == "running" and t.frames_done > 0 for t in cluster.repo.tasks(job_id)
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cluster.kill(first)
+    killed = [t.id for t in cluster.repo.tasks(job_id) if t.state == "running"]
+    assert killed
+    # and a new worker (with the periodic reconciler) starts
+    cluster.start_worker("-c", "1", "--beat")
+    # Then the task whose lease ran out runs again and the job completes whole
+    cluster.wait_done(job_id)
+    assert all(t.attempts == 2 for t in cluster.repo.tasks(job_id) if t.id in killed)
+    assert_complete_output(cluster, job_id, clip.path, tmp_path / "out.mp4")
+
+
+def test_high_priority_job_overtakes_a_bulk_backlog(cluster: Cluster, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "in.mp4", frames=30, gop=15)
+    # Given a backlog of bulk jobs waiting in the queues
+    bulk = [cluster.cli("submit", str(clip.path), "--priority", "bulk") for _ in range(4)]
+    # When an interactive job is submitted behind them and a single worker starts
+    urgent = cluster.cli("submit", str(clip.path), "--priority", "high")
+    cluster.start_worker("-c", "1")
+    for job_id in [urgent, *bulk]:
+        cluster.wait_done(job_id)
+    # Then the interactive job finished first
+    finished = {job_id: cluster.repo.get_job(job_id).finished_at for job_id in [urgent, *bulk]}
+    assert min(finished, key=lambda j: finished[j]) == urgent  # type: ignore[arg-type, return-value]
+
+
+def test_cancel_stops_a_running_job(cluster: Cluster, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "in.mp4", width=640, height=480, frames=120, gop=15)
+    cluster.start_worker("-c", "1")
+    job_id = cluster.cli("submit", str(clip.path))
+    deadline = time.monotonic() + 120
+    while cluster.repo.view(job_id).frames_done == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert cluster.cli("cancel", job_id) == f"{job_id} cancelled"
+    time.sleep(5)  # the running task sees it at its next batch
+    view = cluster.repo.view(job_id)
+    assert view.job.state == "cancelled"
+    assert set(view.tasks_by_state) <= {"done", "cancelled"}
+    assert "is cancelled" in run_cli(cluster.env, "fetch", job_id, "-o", str(tmp_path / "x.mp4")).stderr
+
+
+def test_models_load_in_pool_processes_only(cluster: Cluster, tmp_path: Path) -> None:
+    """torch (and so CUDA, on a GPU machine) is never loaded in the process that forks the pool."""
+    main = cluster.start_worker("-c", "1")
+    clip = make_video(tmp_path / "in.mp4", frames=10)
+    job_id = cluster.cli("submit", str(clip.path))
+    cluster.wait_done(job_id)
+    children = Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text().split()
+    assert children
+
+    def loads_torch(pid: int | str) -> bool:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+    assert not loads_torch(main.pid)
+    assert any(loads_torch(pid) for pid in children)
+
+
+def test_flower_shows_the_workers(cluster: Cluster, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.conftest import ROOT, free_port
+
+    cluster.start_worker("-Q", "media")
+    port = free_port()
+    env = {**cluster.env, "FLOWER_UNAUTHENTICATED_API": "true"}
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "frameq", "flower", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    cluster.workers.append(flower)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=10) as r:
+                workers = json.load(r)
+            if workers:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "Flower did not list the worker"
+        time.sleep(1)
+    (info,) = workers.values()
+    assert {q["name"] for q in info["active_queues"]} == {"media"}
+    assert "media.plan" in info["registered"]

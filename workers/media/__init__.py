@@ -1,0 +1,1 @@
+"""Media I/O with PyAV and Pillow: probe, decode segments, encode, assemble."""

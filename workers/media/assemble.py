@@ -1,0 +1,96 @@
+"""Join encoded segments into one video and carry over the source's audio.
+
+Segments hold the source's own timestamps, so joining is a stream copy: packets from every
+segment in order, interleaved by time with the source's audio packets, copied unchanged when
+the output container accepts the codec and re-encoded to AAC when it does not.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import av
+
+OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
+# Audio codecs each muxer takes as they are (checked with this FFmpeg); Matroska takes any.
+COPYABLE_AUDIO = {
+    ".mp4": {"aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"},
+    ".mov": {"aac", "mp3", "alac", "ac3", "eac3"},
+    ".m4v": {"aac", "alac", "ac3"},
+}
+
+
+def audio_copyable(codec: str, suffix: str) -> bool:
+    return suffix == ".mkv" or codec in COPYABLE_AUDIO.get(suffix, set())
+
+
+def assemble_video(segments: list[Path], source: Path, out: Path, rotation: int = 0) -> None:
+    with ExitStack() as stack:
+        output = stack.enter_context(av.open(str(out), mode="w"))
+        inputs = [stack.enter_context(av.open(str(p))) for p in segments]
+        src = stack.enter_context(av.open(str(source)))
+        video_out = output.add_stream_from_template(inputs[0].streams.video[0])
+        if rotation:
+            video_out.set_display_rotation(rotation)
+        feeds = [_video_packets(inputs, video_out)]
+        for audio in src.streams.audio:
+            if audio_copyable(audio.codec_context.name, out.suffix.lower()):
+                feeds.append(_copied(src.name, audio.index, output.add_stream_from_template(audio)))
+            else:
+                aac = output.add_stream("aac", rate=audio.codec_context.sample_rate)
+                aac.layout = audio.codec_context.layout
+                feeds.append(_to_aac(src.name, audio.index, aac))
+        for _, _, packet in heapq.merge(*feeds, key=lambda item: (item[0], item[1])):
+            output.mux(packet)
+
+
+def _video_packets(inputs: list[Any], stream: Any) -> Iterator[tuple[float, int, Any]]:
+    """Every segment's packets in order; decode times kept strictly increasing across joins."""
+    last_dts: int | None = None
+    time_base = inputs[0].streams.video[0].time_base  # mux() rescales to the output's own
+    for container in inputs:
+        source = container.streams.video[0]
+        if source.time_base != time_base:
+            raise ValueError(f"segments differ in time base: {source.time_base} != {time_base}")
+        for packet in container.demux(source):
+            if packet.size == 0:
+                continue
+            dts = packet.dts if packet.dts is not None else packet.pts
+            if last_dts is not None and dts <= last_dts:
+                dts = last_dts + 1  # B-frame delay differs between segments: nudge, never reorder
+            packet.dts = min(dts, packet.pts)
+            last_dts = packet.dts
+            packet.stream = stream
+            yield float(packet.dts * packet.time_base), 0, packet
+
+
+def _copied(path: str, index: int, stream: Any) -> Iterator[tuple[float, int, Any]]:
+    """The source's audio packets, unchanged (own demuxer, so video and audio read apart)."""
+    with av.open(path) as container:
+        source = container.streams[index]
+        for packet in container.demux(source):
+            if packet.size == 0 or packet.dts is None:
+                continue
+            packet.stream = stream
+            yield float(packet.dts * packet.time_base), 1, packet
+
+
+def _to_aac(path: str, index: int, stream: Any) -> Iterator[tuple[float, int, Any]]:
+    """Re-encode an audio stream the output container cannot hold as it is."""
+    resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=stream.rate)
+    with av.open(path) as container:
+        for frame in container.decode(container.streams[index]):
+            if not isinstance(frame, av.AudioFrame):
+                continue
+            for resampled in resampler.resample(frame):
+                for packet in stream.encode(resampled):
+                    yield float(packet.pts * packet.time_base), 1, packet
+        for resampled in resampler.resample(None):
+            for packet in stream.encode(resampled):
+                yield float(packet.pts * packet.time_base), 1, packet
+        for packet in stream.encode(None):
+            yield float(packet.pts * packet.time_base), 1, packet

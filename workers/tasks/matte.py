@@ -1,0 +1,41 @@
+"""matte.*: person alpha mattes, written as greyscale frames (white = person)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import torch
+
+from models.device import compute_dtype, pick_device, to_tensor
+from models.person import MatteState, PersonMatter, alpha_to_uint8
+from models.weights import ModelMissingError
+from orchestrator.errors import ConfigError
+from workers.frames import map_frames
+from workers.runtime import Result, TaskContext
+
+# Frames of the previous segment matted first (outputs dropped) so the temporal state is
+# warm at the segment's first frame: no seam where two workers' segments meet.
+WARMUP_FRAMES = 8
+
+
+@cache
+def _matter(device_name: str) -> PersonMatter:
+    """Loaded once per worker process, on first use (after the pool has forked)."""
+    device = pick_device(device_name)
+    try:
+        return PersonMatter(device, compute_dtype(device))
+    except ModelMissingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def person(ctx: TaskContext) -> Result:
+    matter = _matter(ctx.settings.device)
+    state = MatteState() if ctx.job.kind == "video" else None
+
+    @torch.inference_mode()
+    def fn(frames: list[np.ndarray]) -> list[np.ndarray]:
+        alpha = alpha_to_uint8(matter(to_tensor(frames, matter.device), state))
+        return [np.repeat(a[:, :, None], 3, axis=2) for a in alpha]
+
+    return map_frames(ctx, fn, warmup=WARMUP_FRAMES)
