@@ -7,5 +7,5 @@ if [ ! -x .venv-mediapipe/bin/python ]; then
   python3 -m venv .venv-mediapipe
 fi
 .venv-mediapipe/bin/pip install --quiet --disable-pip-version-check \
-  "mediapipe==0.10.14" "numpy<2" "av>=12"
+  "mediapipe==0.10.14" "numpy<2" "av>=12" "opencv-python-headless<4.11"
 .venv-mediapipe/bin/python -c "import mediapipe; print('mediapipe', mediapipe.__version__)"

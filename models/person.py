@@ -8,7 +8,8 @@
    batch run as one batch.
 3. Frames where nobody is found fall back to the whole-frame landscape selfie segmenter.
 4. The per-person probabilities are pasted back (max over people) and refined at full
-   resolution with a guided filter on the frame, so edges follow the image.
+   resolution with a guided filter on the frame, so edges follow the image; a steeper ramp
+   around 0.5 then turns the probability into opacity.
 5. Video: uncertain pixels lean on the previous frame's alpha (state carried across frames
    and, through a few frames of overlap, across segments); confident ones follow the
    current frame, so motion does not smear.
@@ -43,6 +44,10 @@ LANDSCAPE_HW = (144, 256)
 WORK_SHORT_SIDE = 360
 GUIDE_RADIUS = 3  # working-resolution pixels
 GUIDE_EPS = 1e-3
+# The networks give a probability, not an opacity: a 0.7 "probably person" pixel of a blurred
+# edge is drawn nearly solid. Steepening the ramp around 0.5 keeps soft edges soft where the
+# refined probability is torn (hair, motion blur) and firm elsewhere.
+ALPHA_GAIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class PersonMatter:
         coarse = self.segment(frames, work, people)
         if state is not None:
             coarse = self.smooth(coarse, state)
-        return self.refine(frames, work, coarse)
+        return to_alpha(self.refine(frames, work, coarse))
 
     @staticmethod
     def working(frames: torch.Tensor) -> torch.Tensor:
@@ -235,6 +240,11 @@ def _iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     hi = torch.minimum(box[:2] + box[2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2)
     inter = (hi - lo).clamp(min=0).prod(-1)
     return inter / (box[2:].prod() + boxes[:, 2:].prod(-1) - inter + 1e-9)
+
+
+def to_alpha(probability: torch.Tensor) -> torch.Tensor:
+    """Refined person probability -> opacity, both 0..1 (0.5 stays 0.5)."""
+    return ((probability - 0.5) * ALPHA_GAIN + 0.5).clamp(0.0, 1.0)
 
 
 def alpha_to_uint8(alpha: torch.Tensor) -> np.ndarray:
