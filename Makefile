@@ -41,6 +41,7 @@ bench-matte: $(VENV)/.installed
 	bench/mediapipe_env.sh
 	.venv-mediapipe/bin/python bench/mediapipe_baseline.py masks --davis $(DAVIS) --out $(MASKS)
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS)
+	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --landmark full --variant frameq-full
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --no-refine --variant frameq-no-refine
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --no-temporal --variant frameq-no-temporal
 	$(BIN)/python bench/matte_quality.py --davis $(DAVIS) --masks $(MASKS)

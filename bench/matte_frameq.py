@@ -1,6 +1,7 @@
 """Write frameq's person alphas for the DAVIS development videos, for bench/matte_quality.py.
 
     python bench/matte_frameq.py --davis ../shared/data/davis-dev --out /tmp/masks [--variant NAME]
+        [--landmark full] [--no-refine] [--no-temporal]
 
 Writes OUT/<variant>/<seq>.npz holding `alpha`, uint8 [T, H, W], one per video frame, decoded
 and matted in order as a video (temporal state carried), in batches as the matte stage runs.
@@ -45,9 +46,10 @@ def main() -> None:
     parser.add_argument(
         "--no-refine", action="store_true", help="plain bilinear upsampling, no guided filter"
     )
+    parser.add_argument("--landmark", default="heavy", help="pose-landmark network: heavy or full")
     args = parser.parse_args()
     device = pick_device("auto")
-    matter = PersonMatter(device)
+    matter = PersonMatter(device, landmark=args.landmark)
     if args.no_refine:
         matter.refine = (
             lambda frames, work, coarse: F.interpolate(  # type: ignore[method-assign]

@@ -3,7 +3,8 @@
     python bench/matte_speed.py [--davis ../shared/data/davis-dev] [--frames 32]
 
 For each size it prints frames/s of
-  - frameq's PersonMatter (detect, segment, refine, temporal smoothing; batches of 8),
+  - frameq's PersonMatter (detect, segment, refine, temporal smoothing; batches of 8), with
+    its default heavy pose-landmark network and with the lighter full one,
   - `frameq run -r matte` end to end (decode, matte, H.264 encode, assemble) on a clip of
     the same frames,
   - MediaPipe 0.10.14's selfie and pose segmentation through its own runtime, when the
@@ -114,18 +115,24 @@ def main() -> None:
     args = parser.parse_args()
     device = pick_device("auto")
     matter = PersonMatter(device)
+    light = PersonMatter(device, landmark="full")
     print(f"device {device}, torch threads {torch.get_num_threads()}, {args.frames} frames per figure")
     for size in ((1280, 720), (1920, 1080)):
         frames = load_frames(args.davis, size, args.frames)
         with tempfile.TemporaryDirectory() as tmp:
             end_to_end = run_fps(frames, Path(tmp))
-        figures = {"frameq matter": matter_fps(matter, frames), "frameq run -r matte": end_to_end}
+        figures = {
+            "frameq matter": matter_fps(matter, frames),
+            "frameq matter (full)": matter_fps(light, frames),
+            "frameq run -r matte": end_to_end,
+        }
         baseline = mediapipe_fps(args.davis, size, args.frames)
         label = f"{size[0]}x{size[1]}"
         for name, fps in {**figures, **baseline}.items():
             print(f"{label:>9}  {name:<22} {fps:6.2f} frames/s")
         for name, fps in baseline.items():
-            print(f"{label:>9}  frameq matter / {name:<14} {figures['frameq matter'] / fps:5.2f}x")
+            for ours in ("frameq matter", "frameq matter (full)"):
+                print(f"{label:>9}  {ours} / {name:<14} {figures[ours] / fps:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ Methods, each run through MediaPipe 0.10.14's own runtime and its solution graph
   mp-selfie            selfie segmentation, general model (256x256)
   mp-selfie-landscape  selfie segmentation, landscape model (144x256)
   mp-pose              pose (full model) with its segmentation mask, smoothing on, video mode
+  mp-pose-heavy        the same with the heavy model (model_complexity=2); MediaPipe fetches
+                       that file at run time, so bench/mediapipe_env.sh puts frameq's pinned
+                       copy where MediaPipe looks for it
 
 `masks` writes OUT/<method>/<seq>.npz holding `alpha`, uint8 [T, H, W], one per video frame
 (frames fed in order, as a video; zeros where pose finds nobody). `speed` prints one JSON
@@ -30,7 +33,7 @@ import mediapipe as mp
 import numpy as np
 
 Method = Callable[[np.ndarray], np.ndarray]
-METHODS = ("mp-selfie", "mp-selfie-landscape", "mp-pose")
+METHODS = ("mp-selfie", "mp-selfie-landscape", "mp-pose", "mp-pose-heavy")
 
 
 def make(method: str) -> Method:
@@ -41,7 +44,10 @@ def make(method: str) -> Method:
         )
         return lambda rgb: selfie.process(rgb).segmentation_mask
     pose = mp.solutions.pose.Pose(
-        static_image_mode=False, model_complexity=1, enable_segmentation=True, smooth_segmentation=True
+        static_image_mode=False,
+        model_complexity=2 if method.endswith("heavy") else 1,
+        enable_segmentation=True,
+        smooth_segmentation=True,
     )
 
     def run(rgb: np.ndarray) -> np.ndarray:

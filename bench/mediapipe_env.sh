@@ -9,3 +9,8 @@ fi
 .venv-mediapipe/bin/pip install --quiet --disable-pip-version-check \
   "mediapipe==0.10.14" "numpy<2" "av>=12" "opencv-python-headless<4.11"
 .venv-mediapipe/bin/python -c "import mediapipe; print('mediapipe', mediapipe.__version__)"
+# MediaPipe downloads the heavy pose model at run time, which cannot work offline: give it
+# the copy `frameq models pull` fetched and verified (the same file, pinned by sha256).
+heavy="$(.venv/bin/python -c 'from models.weights import model_path; print(model_path("pose_landmark_heavy.tflite"))')"
+target="$(.venv-mediapipe/bin/python -c 'import mediapipe, os; print(os.path.dirname(mediapipe.__file__))')/modules/pose_landmark/pose_landmark_heavy.tflite"
+cp "$heavy" "$target"

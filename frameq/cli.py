@@ -240,9 +240,13 @@ def models() -> None:
 
 
 @models.command("pull")
-@click.option("--wheel", type=click.Path(exists=True, path_type=Path), help="Use this wheel, not PyPI.")
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, path_type=Path),
+    help="Take the mediapipe wheel from here, not PyPI.",
+)
 def models_pull(wheel: Path | None) -> None:
-    """Fetch the pinned model files (from the mediapipe wheel on PyPI) and verify them."""
+    """Fetch the pinned model files (mediapipe wheel on PyPI, @mediapipe/pose on npm), verify them."""
     from models.weights import ModelMissingError, pull
 
     try:

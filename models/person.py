@@ -5,7 +5,9 @@
 2. Each body is cropped upright at 256x256 from the full-resolution frame and segmented
    there by the pose-landmark network's mask head, so a person 5 % of the frame gets the
    model's whole resolution rather than a few dozen of its pixels. Crops from the same
-   batch run as one batch.
+   batch run as one batch. The heavy landmark network is the default: on the DAVIS
+   development videos its masks score ~0.01 IoU above the full network's, at ~2.7x its
+   cost per person (bench/matte_quality.py, bench/matte_speed.py).
 3. Frames where nobody is found fall back to the whole-frame landscape selfie segmenter.
 4. The per-person probabilities are pasted back (max over people) and refined at full
    resolution with a guided filter on the frame, so edges follow the image; a steeper ramp
@@ -39,6 +41,8 @@ NMS_IOU = 0.3
 ROI_SCALE = 1.25  # the body region grown by a quarter, as MediaPipe's pose ROI
 MIN_PRESENCE = 0.5  # the landmark network's own "a person is in this crop" score
 LANDSCAPE_HW = (144, 256)
+# The pose-landmark networks whose mask head segments each person (same inputs and outputs).
+LANDMARK_MODELS = {"heavy": "pose_landmark_heavy.tflite", "full": "pose_landmark_full.tflite"}
 # Pasting, smoothing and fitting the guided filter run on frames scaled to this short side;
 # only the filter's final linear map runs at full resolution (the "fast guided filter").
 WORK_SHORT_SIDE = 360
@@ -82,10 +86,14 @@ class MatteState:
 class PersonMatter:
     """Frames [B, 3, H, W] in 0..1 -> alpha [B, 1, H, W] in 0..1 (1 = person)."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, device: torch.device, dtype: torch.dtype = torch.float32, landmark: str = "heavy"
+    ) -> None:
+        if landmark not in LANDMARK_MODELS:
+            raise ValueError(f"unknown pose-landmark model {landmark!r}; known: {', '.join(LANDMARK_MODELS)}")
         self.device, self.dtype = device, dtype
         self.detector = self._load("pose_detection.tflite")
-        self.segmenter = self._load("pose_landmark_full.tflite")
+        self.segmenter = self._load(LANDMARK_MODELS[landmark])
         self.fallback = self._load("selfie_segmentation_landscape.tflite")
         self.anchors = _anchors().to(device)
         self.temporal_ratio = 0.7

