@@ -14,7 +14,9 @@
    around 0.5 then turns the probability into opacity.
 5. Video: uncertain pixels lean on the previous frame's alpha (state carried across frames
    and, through a few frames of overlap, across segments); confident ones follow the
-   current frame, so motion does not smear.
+   current frame, so motion does not smear. A person's region shrinks by at most a few
+   percent a frame: the detector's body size collapses when a pose folds (a dancer upside
+   down, legs flung out) and a region that small would cut off the limbs.
 
 Model constants (anchor layout, box scaling, ROI rules) follow the published BlazePose
 graphs of MediaPipe 0.10.14 (pose_detection_cpu.pbtxt, pose_detection_to_roi.pbtxt).
@@ -23,7 +25,7 @@ graphs of MediaPipe 0.10.14 (pose_detection_cpu.pbtxt, pose_detection_to_roi.pbt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -40,6 +42,9 @@ MIN_DETECTION_SCORE = 0.5
 NMS_IOU = 0.3
 ROI_SCALE = 1.25  # the body region grown by a quarter, as MediaPipe's pose ROI
 MIN_PRESENCE = 0.5  # the landmark network's own "a person is in this crop" score
+# On video a region is at least this fraction of the same person's region a frame before
+# (~0.4 s to halve at 24 fps): real people do not shrink faster, folded poses do.
+REGION_DECAY = 0.96
 LANDSCAPE_HW = (144, 256)
 # The pose-landmark networks whose mask head segments each person (same inputs and outputs).
 LANDMARK_MODELS = {"heavy": "pose_landmark_heavy.tflite", "full": "pose_landmark_full.tflite"}
@@ -81,6 +86,7 @@ class MatteState:
     """What a video carries from one frame to the next."""
 
     previous: torch.Tensor | None = None  # [1, 1, H, W] alpha of the last frame
+    people: list[Person] = field(default_factory=list)  # regions of the last frame
 
 
 class PersonMatter:
@@ -106,6 +112,8 @@ class PersonMatter:
         frames = frames.to(self.device, self.dtype)
         work = self.working(frames)
         people = self.detect(work, frames.shape[-2:])
+        if state is not None:
+            people = track(people, state)
         coarse = self.segment(frames, work, people)
         if state is not None:
             coarse = self.smooth(coarse, state)
@@ -248,6 +256,23 @@ def _iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     hi = torch.minimum(box[:2] + box[2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2)
     inter = (hi - lo).clamp(min=0).prod(-1)
     return inter / (box[2:].prod() + boxes[:, 2:].prod(-1) - inter + 1e-9)
+
+
+def track(people: list[list[Person]], state: MatteState) -> list[list[Person]]:
+    """Each frame's regions, none smaller than REGION_DECAY x the nearest region of the
+    frame before (the same person when its centre lies within that region)."""
+    tracked = []
+    for found in people:
+        frame = []
+        for p in found:
+            near = [q for q in state.people if math.hypot(p.cx - q.cx, p.cy - q.cy) < q.size / 2]
+            if near:
+                q = min(near, key=lambda q: math.hypot(p.cx - q.cx, p.cy - q.cy))
+                p = replace(p, size=max(p.size, q.size * REGION_DECAY))
+            frame.append(p)
+        state.people = frame
+        tracked.append(frame)
+    return tracked
 
 
 def to_alpha(probability: torch.Tensor) -> torch.Tensor:

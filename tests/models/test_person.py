@@ -11,7 +11,7 @@ from frameq.samples import sample_clip
 from models.composite import blur_background
 from models.device import to_tensor
 from models.guided import box_mean, guided_filter
-from models.person import MatteState, PersonMatter, _anchors
+from models.person import REGION_DECAY, MatteState, Person, PersonMatter, _anchors, track
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,22 @@ def test_smoothing_holds_uncertain_pixels_and_follows_confident_ones(matter: Per
     assert out[0, 0, 0, 0] > 0.8  # 0.5 is a guess: the past decides most of it
     assert out[0, 0, 0, 1] == 0.0  # a confident 0 is taken as it is
     assert torch.equal(state.previous, out)
+
+
+def test_a_region_shrinks_slowly_on_video_and_grows_at_once() -> None:
+    state = MatteState()
+    dancer = [Person(400, 300, 450, 0.0, 0.9), Person(100, 100, 80, 0.0, 0.9)]  # and a passer-by
+    track([dancer], state)
+    # the detector's body size collapses for two frames (a folded pose), then grows back
+    sizes = [270, 260, 600]
+    tracked = track([[Person(410, 305, s, 0.0, 0.9)] for s in sizes], state)
+    got = [frame[0].size for frame in tracked]
+    assert got[0] == pytest.approx(450 * REGION_DECAY) and got[1] == pytest.approx(450 * REGION_DECAY**2)
+    assert got[2] == 600
+    assert tracked[0][0].cx == 410  # the centre follows the detection
+    # someone new elsewhere is taken as found, and without state nothing is held
+    assert track([[Person(100, 400, 50, 0.0, 0.9)]], state)[0][0].size == 50
+    assert track([[Person(410, 305, 270, 0.0, 0.9)]], MatteState())[0][0].size == 270
 
 
 def test_box_mean_clips_windows_at_the_border() -> None:
