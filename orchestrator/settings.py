@@ -16,6 +16,10 @@ from orchestrator.errors import ConfigError
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
 
 
+# The pose-landmark networks the matte stage can run (models/person.py LANDMARK_MODELS).
+MATTE_MODELS = ("heavy", "full")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -28,6 +32,7 @@ class Settings:
     preset: str = "fast"
     max_pixels: int = 4096 * 4096
     device: str = "auto"
+    matte_model: str = "heavy"  # pose-landmark network of the matte stage: heavy or full (faster)
     lease_s: float = 120.0  # a running task not heard from for this long is given to another worker
     resend_s: float = 300.0  # a ready task whose message is this old is sent again (broker lost it)
 
@@ -51,6 +56,7 @@ class Settings:
             preset=env.get("FRAMEQ_PRESET", "fast"),
             max_pixels=_number(env, "FRAMEQ_MAX_PIXELS", int, 4096 * 4096),
             device=env.get("FRAMEQ_DEVICE", "auto"),
+            matte_model=env.get("FRAMEQ_MATTE_MODEL", "heavy"),
             lease_s=_number(env, "FRAMEQ_LEASE_S", float, 120.0),
             resend_s=_number(env, "FRAMEQ_RESEND_S", float, 300.0),
         )
@@ -74,6 +80,10 @@ class Settings:
             raise ConfigError(f"max pixels must be at least 4096, got {self.max_pixels}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.matte_model not in MATTE_MODELS:
+            raise ConfigError(
+                f"FRAMEQ_MATTE_MODEL must be one of {', '.join(MATTE_MODELS)}, got {self.matte_model!r}"
+            )
         if self.lease_s < 1 or self.resend_s < 1:
             raise ConfigError(
                 f"FRAMEQ_LEASE_S and FRAMEQ_RESEND_S must be at least 1, got {self.lease_s}, {self.resend_s}"

@@ -88,16 +88,28 @@ def test_bg_blur_keeps_the_person_and_blurs_the_rest(
     assert detail_out < 0.5 * detail_src
 
 
-def test_matte_of_an_image(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+def image_matte(env: dict[str, str], tmp_path: Path) -> np.ndarray:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     src = tmp_path / "man.png"
     with av.open(str(sample_clip("carphone_pristine"))) as container:
         next(container.decode(video=0)).to_image().save(src)
     out = tmp_path / "man-matte.png"
-    run_ok(frameq_env, str(src), "-o", str(out), "-r", "matte")
+    run_ok(env, str(src), "-o", str(out), "-r", "matte")
     with av.open(str(out)) as container:
-        alpha = next(container.decode(video=0)).to_ndarray(format="gray").astype(np.float32)
+        return next(container.decode(video=0)).to_ndarray(format="gray").astype(np.float32)
+
+
+def test_matte_of_an_image(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    alpha = image_matte(frameq_env, tmp_path)
     assert alpha.shape == (144, 176)
     assert alpha[100:144, 60:120].mean() > 230 and alpha[0:30, 0:30].mean() < 10
+
+
+def test_the_lighter_network_is_a_setting(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    heavy = image_matte(frameq_env, tmp_path / "heavy")
+    light = image_matte({**frameq_env, "FRAMEQ_MATTE_MODEL": "full"}, tmp_path / "full")
+    assert light[100:144, 60:120].mean() > 230 and light[0:30, 0:30].mean() < 10
+    assert np.abs(light - heavy).max() > 20  # another network ran: the edges differ
 
 
 def test_missing_models_fail_the_job_with_a_way_out(tmp_path: Path, frameq_env: dict[str, str]) -> None:

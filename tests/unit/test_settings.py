@@ -26,6 +26,7 @@ def test_flags_override_environment(tmp_path: Path) -> None:
         ({"FRAMEQ_PRESET": "warp"}, "preset must be one of"),
         ({"FRAMEQ_SEGMENT_S": "0"}, "segment length"),
         ({"FRAMEQ_DEVICE": "tpu"}, "device must be"),
+        ({"FRAMEQ_MATTE_MODEL": "lite"}, "FRAMEQ_MATTE_MODEL must be one of heavy, full"),
         ({"FRAMEQ_DATABASE_URL": "mysql://x"}, "FRAMEQ_DATABASE_URL"),
         ({"FRAMEQ_STORE_URL": "ftp://x"}, "FRAMEQ_STORE_URL"),
     ],

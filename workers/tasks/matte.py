@@ -20,17 +20,17 @@ WARMUP_FRAMES = 8
 
 
 @cache
-def _matter(device_name: str) -> PersonMatter:
+def _matter(device_name: str, landmark: str) -> PersonMatter:
     """Loaded once per worker process, on first use (after the pool has forked)."""
     device = pick_device(device_name)
     try:
-        return PersonMatter(device, compute_dtype(device))
+        return PersonMatter(device, compute_dtype(device), landmark)
     except ModelMissingError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def person(ctx: TaskContext) -> Result:
-    matter = _matter(ctx.settings.device)
+    matter = _matter(ctx.settings.device, ctx.settings.matte_model)
     state = MatteState() if ctx.job.kind == "video" else None
 
     @torch.inference_mode()
