@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -170,7 +171,10 @@ def test_bg_replace_with_a_colour(person_clip: Path, tmp_path: Path, frameq_env:
     run_ok(frameq_env, str(person_clip), "-o", str(matte), "-r", "matte")
     run_ok(frameq_env, str(person_clip), "-o", str(out), "-r", "bg-replace", "--background", "#00b140")
     src, got, alpha = rgb_frames(person_clip), rgb_frames(out), grey_frames(matte)
-    assert np.abs(got - src).mean(axis=-1)[alpha > 250].mean() < 3
+    # The person is kept as it was; 4:2:0 chroma of the output smears the new green ~2 px into
+    # the person's edge, so the check stays 3 px inside it.
+    inside = np.stack([cv2.erode((a > 250).astype(np.uint8), np.ones((7, 7), np.uint8)) for a in alpha])
+    assert np.abs(got - src).mean(axis=-1)[inside.astype(bool)].mean() < 3
     background = got[alpha < 5]
     assert np.abs(background - np.array([0, 177, 64])).mean() < 4
 

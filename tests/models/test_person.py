@@ -61,7 +61,8 @@ def test_a_frame_without_people_gets_an_empty_matte(matter: PersonMatter) -> Non
 def test_batches_equal_frames_one_by_one(matter: PersonMatter, frames: list[np.ndarray]) -> None:
     together = matter(to_tensor(frames[:4], matter.device))
     alone = torch.cat([matter(to_tensor([f], matter.device)) for f in frames[:4]])
-    assert (together - alone).abs().max() < 1e-4
+    # float32 sums run in another order with another batch size; far below one uint8 step
+    assert (together - alone).abs().max() < 5e-4
 
 
 def test_smoothing_holds_uncertain_pixels_and_follows_confident_ones(matter: PersonMatter) -> None:
