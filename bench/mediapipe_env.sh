@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A separate environment with Google's MediaPipe, the baseline of the matting benchmarks.
-# MediaPipe is not a frameq dependency; frameq never imports it.
+# MediaPipe is not a frameq dependency; frameq never imports it. Needs frameq's own .venv
+# with its models pulled (make .venv/.installed) for the heavy pose file below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv-mediapipe/bin/python ]; then

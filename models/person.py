@@ -6,7 +6,7 @@
    there by the pose-landmark network's mask head, so a person 5 % of the frame gets the
    model's whole resolution rather than a few dozen of its pixels. Crops from the same
    batch run as one batch. The heavy landmark network is the default: on the DAVIS
-   development videos its masks score ~0.01 IoU above the full network's, at ~2.7x its
+   development videos its masks score ~0.015 IoU above the full network's, at ~2.7x its
    cost per person (bench/matte_quality.py, bench/matte_speed.py).
 3. Frames where nobody is found fall back to the whole-frame landscape selfie segmenter.
 4. The per-person probabilities are pasted back (max over people) and refined at full
@@ -43,7 +43,7 @@ NMS_IOU = 0.3
 ROI_SCALE = 1.25  # the body region grown by a quarter, as MediaPipe's pose ROI
 MIN_PRESENCE = 0.5  # the landmark network's own "a person is in this crop" score
 # On video a region is at least this fraction of the same person's region a frame before
-# (~0.4 s to halve at 24 fps): real people do not shrink faster, folded poses do.
+# (17 frames, ~0.7 s at 24 fps, to halve): real people do not shrink faster, folded poses do.
 REGION_DECAY = 0.96
 LANDSCAPE_HW = (144, 256)
 # The pose-landmark networks whose mask head segments each person (same inputs and outputs).

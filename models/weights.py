@@ -21,6 +21,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 WHEEL = "mediapipe==0.10.14"
 # One fixed wheel, so the download is the same file wherever it runs; the models inside are
@@ -30,39 +31,45 @@ WHEEL_SHA256 = "a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4
 NPM_TARBALL = "https://registry.npmjs.org/@mediapipe/pose/-/pose-0.5.1675469404.tgz"
 NPM_SHA256 = "8bb349a7b3a3ba699df23be804ddd3b3eab810b50b15406894be257859388a84"
 
-# file name -> (archive, path inside it, sha256); archive is "wheel" or "npm"
-MODELS: dict[str, tuple[str, str, str]] = {
-    "selfie_segmentation.tflite": (
+
+class ModelFile(NamedTuple):
+    archive: str  # "wheel" or "npm"
+    member: str  # path inside the archive
+    sha256: str
+
+
+MODELS: dict[str, ModelFile] = {
+    "selfie_segmentation.tflite": ModelFile(
         "wheel",
         "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
         "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
     ),
-    "selfie_segmentation_landscape.tflite": (
+    "selfie_segmentation_landscape.tflite": ModelFile(
         "wheel",
         "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
         "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
     ),
-    "pose_detection.tflite": (
+    "pose_detection.tflite": ModelFile(
         "wheel",
         "mediapipe/modules/pose_detection/pose_detection.tflite",
         "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
     ),
-    "pose_landmark_full.tflite": (
+    "pose_landmark_full.tflite": ModelFile(
         "wheel",
         "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
         "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
     ),
-    "pose_landmark_heavy.tflite": (
+    "pose_landmark_heavy.tflite": ModelFile(
         "npm",
         "package/pose_landmark_heavy.tflite",
         "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe",
     ),
-    "face_detection_short_range.tflite": (
+    "face_detection_short_range.tflite": ModelFile(
         "wheel",
         "mediapipe/modules/face_detection/face_detection_short_range.tflite",
         "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
     ),
-    "LICENSE.mediapipe": (
+    "LICENSE.mediapipe": ModelFile(
         "wheel",
         "mediapipe-0.10.14.dist-info/LICENSE",
         "8707eef0533987efc5b155d64761eeb6e20793f50b9bd1a68dad1cf4719d0ed8",
@@ -103,23 +110,24 @@ def sha256(path: Path) -> str:
 def missing() -> list[str]:
     """Model files absent from the cache or not matching their pinned checksum."""
     folder = models_dir()
-    return [
-        n for n, (*_, digest) in MODELS.items() if not (folder / n).is_file() or sha256(folder / n) != digest
-    ]
+    return [n for n, f in MODELS.items() if not (folder / n).is_file() or sha256(folder / n) != f.sha256]
 
 
 def pull(wheel: Path | None = None) -> Path:
-    """Fetch (the wheel: or take `wheel`), verify and extract every model file; returns the folder."""
+    """Fetch, verify and extract the model files not yet in the cache; returns the folder.
+
+    `wheel`: a mediapipe wheel already on disk, used instead of downloading one.
+    """
     folder = models_dir()
     folder.mkdir(parents=True, exist_ok=True)
     absent = missing()
     with tempfile.TemporaryDirectory() as tmp:
-        if any(MODELS[n][0] == "wheel" for n in absent):
+        if any(MODELS[n].archive == "wheel" for n in absent):
             archive = wheel or _download_wheel(Path(tmp))
             _check(archive, WHEEL_SHA256)
             with zipfile.ZipFile(archive) as z:
                 _extract(folder, archive.name, "wheel", z.read)
-        if any(MODELS[n][0] == "npm" for n in absent):
+        if any(MODELS[n].archive == "npm" for n in absent):
             archive = _download_tarball(Path(tmp))
             _check(archive, NPM_SHA256)
             with tarfile.open(archive) as t:
@@ -140,12 +148,12 @@ def _read_member(archive: tarfile.TarFile, member: str) -> bytes:
 
 
 def _extract(folder: Path, archive_name: str, source: str, read: Callable[[str], bytes]) -> None:
-    for name, (from_archive, member, digest) in MODELS.items():
-        if from_archive != source:
+    for name, file in MODELS.items():
+        if file.archive != source:
             continue
-        data = read(member)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ModelMissingError(f"{member} in {archive_name} does not match its pinned sha256")
+        data = read(file.member)
+        if hashlib.sha256(data).hexdigest() != file.sha256:
+            raise ModelMissingError(f"{file.member} in {archive_name} does not match its pinned sha256")
         partial = folder / f".{name}.partial"
         partial.write_bytes(data)
         partial.replace(folder / name)  # atomic: a reader never sees half a file
