@@ -34,12 +34,15 @@ bench: $(VENV)/.installed
 bench-distributed: $(VENV)/.installed
 	$(BIN)/python bench/distributed.py
 
-# Person matting quality and speed beside MediaPipe (needs the DAVIS development set).
+# Person matting quality and speed beside MediaPipe and Robust Video Matting (needs the DAVIS
+# development set and Node.js for the latter).
 DAVIS ?= ../shared/data/davis-dev
 MASKS ?= out/masks
 bench-matte: $(VENV)/.installed
 	bench/mediapipe_env.sh
 	.venv-mediapipe/bin/python bench/mediapipe_baseline.py masks --davis $(DAVIS) --out $(MASKS)
+	bench/rvm_env.sh
+	$(BIN)/python bench/rvm_baseline.py --davis $(DAVIS) --out $(MASKS)
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS)
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --landmark full --variant frameq-full
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --no-refine --variant frameq-no-refine

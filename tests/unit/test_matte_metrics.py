@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.matte_metrics import band, band_mae, boundary_f, flicker, iou, mae
+from bench.matte_metrics import band, band_mae, boundary_f, edge_iou, flicker, iou, mae
 
 
 def square(offset: int = 0, size: int = 100) -> np.ndarray:
@@ -43,3 +43,19 @@ def test_flicker_counts_only_where_the_truth_is_stable() -> None:
     blinking[1::2, 0:10, 0:10] = 1.0  # a background corner switching on and off
     changed = flicker(blinking, truth)
     assert changed == pytest.approx(100 / (100 * 100 - int(band(truth[0]).sum())), rel=0.05)
+
+
+def test_edge_iou_forgives_edge_errors_and_nothing_else() -> None:
+    truth = square()
+    one_px_fat = np.zeros_like(truth)
+    one_px_fat[19:61, 19:61] = True  # every edge one pixel out: an edge-level error only
+    assert iou(one_px_fat.astype(np.float32), truth) < 0.91
+    assert edge_iou(one_px_fat.astype(np.float32), truth) == 1.0
+    # a missed thin stick (1 px wide) is within EDGE_PX of its own boundary: forgiven too
+    with_stick = truth.copy()
+    with_stick[60:95, 40] = True
+    assert edge_iou(truth.astype(np.float32), with_stick) == 1.0
+    # a blob far from the true edge is not
+    blob = truth.copy()
+    blob[70:90, 70:90] = True
+    assert edge_iou(blob.astype(np.float32), truth) == pytest.approx(1600 / 2000)
