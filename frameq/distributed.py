@@ -42,7 +42,9 @@ def _distributed() -> tuple[Settings, Runtime, CeleryDispatcher]:
     show_default=True,
     help="high: interactive work, ahead of any backlog; bulk: overnight libraries.",
 )
-@click.option("--format", "fmt", help="Output format (mp4, mov, mkv, png, jpg, webp); default by input.")
+@click.option(
+    "--format", "fmt", help="Output format (mp4, mov, mkv, webm, png, jpg, webp); default by input."
+)
 @click.option("--background", help="bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file.")
 def submit(input_path: Path, recipe: str, priority: str, fmt: str | None, background: str | None) -> None:
     """Upload INPUT to the store, record its job and queue it; print the job id at once."""

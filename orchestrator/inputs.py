@@ -9,10 +9,11 @@ from orchestrator.errors import InputError
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
-VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
+VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm")
 IMAGE_OUTPUT_SUFFIXES = IMAGE_SUFFIXES
-# Recipes whose output has an alpha channel: video as ProRes 4444 in MOV, images as PNG/WebP.
-ALPHA_VIDEO_SUFFIXES = (".mov",)
+# Recipes whose output has an alpha channel: video as ProRes 4444 in MOV (for editing) or VP9
+# in WebM (for browsers), images as PNG/WebP.
+ALPHA_VIDEO_SUFFIXES = (".mov", ".webm")
 ALPHA_IMAGE_SUFFIXES = (".png", ".webp")
 
 

@@ -19,8 +19,9 @@ import av
 import numpy as np
 
 from orchestrator.errors import InputError
+from orchestrator.recipes import get_recipe
 from workers.media.images import read_rgb, write_rgb
-from workers.media.video import SegmentWriter, iter_all, iter_segment
+from workers.media.video import SegmentWriter, iter_all, iter_segment, segment_ext
 from workers.pipeline import Behind, prefetch
 from workers.runtime import Result, TaskContext
 
@@ -43,7 +44,8 @@ def map_frames(ctx: TaskContext, fn: FrameFn, warmup: int = 0) -> Result:
 def map_frames_with(ctx: TaskContext, stage: str, fn: PairFn, alpha: bool = False) -> Result:
     """Like map_frames, with `stage`'s output frames of this segment as fn's second list.
 
-    With `alpha`, fn returns RGBA frames, kept as PNG or as ProRes 4444 segments.
+    With `alpha`, fn returns RGBA frames, kept as PNG or as segments with alpha (ProRes 4444,
+    or VP9 for a WebM output).
     """
     (part,) = [t for t in ctx.inputs()[stage] if t.segment == ctx.task.segment]
     if ctx.job.kind == "image":
@@ -77,7 +79,8 @@ def _map_segment(
     alpha: bool = False,
 ) -> Result:
     job, task, media = ctx.job, ctx.task, ctx.job.media
-    key = ctx.segment_key("mov" if alpha else "mp4")
+    is_output = get_recipe(job.recipe).output == task.stage
+    key = ctx.segment_key(segment_ext(ctx.param("output_suffix"), alpha) if is_output else "mp4")
     done = 0
     with ExitStack() as stack:
         src = stack.enter_context(ctx.store.reading(job.source_key))

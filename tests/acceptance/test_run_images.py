@@ -67,7 +67,7 @@ def test_directory_bad_file_fails_alone(tmp_path: Path, frameq_env: dict[str, st
 def test_directory_outputs_that_would_collide_are_refused(tmp_path: Path, frameq_env: dict[str, str]) -> None:
     lib = tmp_path / "library"
     lib.mkdir()
-    make_video(lib / "clip.webm", codec="libvpx-vp9", audio=False, frames=5, flash_frame=None)
+    make_video(lib / "clip.avi", audio=False, frames=5, flash_frame=None)  # AVI out: MP4
     make_video(lib / "clip.mp4", frames=5)
     result = run_cli(frameq_env, "run", str(lib), "-o", str(tmp_path / "out"))
     assert result.returncode == 1

@@ -157,3 +157,41 @@ def test_audio_the_container_cannot_hold_is_reencoded(tmp_path: Path, frameq_env
     with av.open(str(out)) as result:
         assert result.streams.audio[0].codec_context.name == "aac"
     assert len(decode(out).frames) == 25
+
+
+def test_webm_output_is_vp9_with_opus_audio_in_sync(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    # Given a clip with AAC audio (which WebM cannot hold) and a flash with a beep at frame 40
+    clip = make_video(tmp_path / "in.mp4", frames=90, gop=15, flash_frame=40)
+    out = tmp_path / "out.webm"
+    # When it is cartooned into WebM in segments of about 0.5 s
+    run_ok(frameq_env, str(clip.path), "-o", str(out), "-r", "cartoon", "--segment-s", "0.5")
+    # Then the video is VP9 and the audio Opus, every frame at its time, still in sync
+    with av.open(str(out)) as result:
+        assert result.format.name.startswith("matroska,webm")
+        assert result.streams.video[0].codec_context.name == "vp9"
+        assert result.streams.audio[0].codec_context.name == "opus"
+    assert_same_timing(clip.path, out)
+    src_offset = audio_onset_s(clip.path) - brightest_frame_s(decode(clip.path))  # type: ignore[operator]
+    out_offset = audio_onset_s(out) - brightest_frame_s(decode(out))  # type: ignore[operator]
+    assert abs(src_offset - out_offset) < 1 / 30
+
+
+def test_webm_output_keeps_odd_sizes_and_copies_opus(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    odd = make_video(
+        tmp_path / "odd.mp4",
+        width=161,
+        height=121,
+        pix_fmt="yuv444p",
+        frames=20,
+        audio=False,
+        flash_frame=None,
+    )
+    run_ok(frameq_env, str(odd.path), "-o", str(tmp_path / "odd.webm"), "--segment-s", "0.3")
+    assert_same_timing(odd.path, tmp_path / "odd.webm")
+    src = make_opus_clip(tmp_path / "in.webm", "libvpx-vp9")
+    out = tmp_path / "out.webm"
+    run_ok(frameq_env, str(src), "-o", str(out))
+    with av.open(str(src)) as s, av.open(str(out)) as o:
+        src_audio = [bytes(p) for p in s.demux(audio=0) if p.size]
+        out_audio = [bytes(p) for p in o.demux(audio=0) if p.size]
+    assert out_audio == src_audio  # Opus fits WebM: copied, bit for bit

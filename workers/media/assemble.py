@@ -2,7 +2,7 @@
 
 Segments hold the source's own timestamps, so joining is a stream copy: packets from every
 segment in order, interleaved by time with the source's audio packets, copied unchanged when
-the output container accepts the codec and re-encoded to AAC when it does not.
+the output container accepts the codec and re-encoded (AAC; Opus for WebM) when it does not.
 """
 
 from __future__ import annotations
@@ -11,17 +11,21 @@ import heapq
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
+from av.audio.stream import AudioStream
 
-OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
+OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm")
 # Audio codecs each muxer takes as they are (checked with this FFmpeg); Matroska takes any.
 COPYABLE_AUDIO = {
     ".mp4": {"aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"},
     ".mov": {"aac", "mp3", "alac", "ac3", "eac3"},
     ".m4v": {"aac", "alac", "ac3"},
+    ".webm": {"opus", "vorbis"},
 }
+# Opus runs at 48 kHz (the rates it takes all divide 48000); AAC keeps the source's rate.
+REENCODE_AUDIO = {".webm": ("libopus", 48000)}
 
 
 def audio_copyable(codec: str, suffix: str) -> bool:
@@ -33,17 +37,22 @@ def assemble_video(segments: list[Path], source: Path, out: Path, rotation: int 
         output = stack.enter_context(av.open(str(out), mode="w"))
         inputs = [stack.enter_context(av.open(str(p))) for p in segments]
         src = stack.enter_context(av.open(str(source)))
-        video_out = output.add_stream_from_template(inputs[0].streams.video[0])
+        segment_video = inputs[0].streams.video[0]
+        video_out = output.add_stream_from_template(segment_video)
+        if segment_video.metadata.get("alpha_mode") == "1":
+            video_out.metadata["alpha_mode"] = "1"  # WebM: the VP9 alpha travels beside each frame
         if rotation:
             video_out.set_display_rotation(rotation)
         feeds = [_video_packets(inputs, video_out)]
+        suffix = out.suffix.lower()
         for audio in src.streams.audio:
-            if audio_copyable(audio.codec_context.name, out.suffix.lower()):
+            if audio_copyable(audio.codec_context.name, suffix):
                 feeds.append(_copied(src.name, audio.index, output.add_stream_from_template(audio)))
             else:
-                aac = output.add_stream("aac", rate=audio.codec_context.sample_rate)
-                aac.layout = audio.codec_context.layout
-                feeds.append(_to_aac(src.name, audio.index, aac))
+                codec, rate = REENCODE_AUDIO.get(suffix, ("aac", audio.codec_context.sample_rate))
+                encoded = cast(AudioStream, output.add_stream(codec, rate=rate))
+                encoded.layout = audio.codec_context.layout
+                feeds.append(_reencoded(src.name, audio.index, encoded))
         for _, _, packet in heapq.merge(*feeds, key=lambda item: (item[0], item[1])):
             output.mux(packet)
 
@@ -79,7 +88,7 @@ def _copied(path: str, index: int, stream: Any) -> Iterator[tuple[float, int, An
             yield float(packet.dts * packet.time_base), 1, packet
 
 
-def _to_aac(path: str, index: int, stream: Any) -> Iterator[tuple[float, int, Any]]:
+def _reencoded(path: str, index: int, stream: Any) -> Iterator[tuple[float, int, Any]]:
     """Re-encode an audio stream the output container cannot hold as it is."""
     resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=stream.rate)
     with av.open(path) as container:
