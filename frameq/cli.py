@@ -15,12 +15,18 @@ from frameq.progress import ProgressBar, summary_line
 from orchestrator.background import parse_background
 from orchestrator.errors import FrameqError, InputError
 from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, output_suffix_for
-from orchestrator.recipes import RECIPES, get_recipe
+from orchestrator.outputs import copy_outputs
+from orchestrator.recipes import MATTE_STAGE, RECIPES, get_recipe
 from orchestrator.schema import JobState
 from orchestrator.settings import PRESETS, Settings
 from orchestrator.submit import new_id, submit
 from workers.local import run_jobs
 from workers.runtime import Runtime
+
+WITH_MATTE_HELP = (
+    "Also write the people's matte beside each output (OUT.matte.mp4, or .png for an image); "
+    "recipes with a matte stage: bg-blur, bg-replace, cutout."
+)
 
 
 class Interrupted(BaseException):
@@ -66,6 +72,7 @@ def main() -> None:
 @click.option("--segment-s", type=float, help="Target segment length in seconds; default 2.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N; default auto.")
 @click.option("--background", help="bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file.")
+@click.option("--with-matte", is_flag=True, help=WITH_MATTE_HELP)
 def run(
     input_path: Path,
     output: Path,
@@ -75,6 +82,7 @@ def run(
     segment_s: float | None,
     device: str | None,
     background: str | None,
+    with_matte: bool,
 ) -> None:
     """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
     settings = Settings.from_env(crf=crf, preset=preset, segment_s=segment_s, device=device)
@@ -91,6 +99,7 @@ def run(
             dest.suffix,
             batch_id=batch_id,
             background=parse_background(background) if background else None,
+            also_outputs=(MATTE_STAGE,) if with_matte else (),
         )
         for src, dest in pairs
     ]
@@ -111,8 +120,8 @@ def run(
     for job_id, dest in outputs.items():
         view = runtime.repo.view(job_id)
         if view.job.state == JobState.DONE and view.job.output_key:
-            runtime.store.get_file(view.job.output_key, dest)
-            click.echo(summary_line(view, str(dest)))
+            written = copy_outputs(runtime.store, view.job, dest)
+            click.echo(summary_line(view, ", ".join(map(str, written))))
         else:
             failed += 1
             click.echo(f"error: {view.job.error or view.job.state}", err=True)

@@ -13,7 +13,8 @@ from orchestrator.background import parse_background
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, FrameqError
 from orchestrator.inputs import output_suffix_for
-from orchestrator.recipes import get_recipe
+from orchestrator.outputs import copy_outputs
+from orchestrator.recipes import MATTE_STAGE, get_recipe
 from orchestrator.reconcile import reconcile as reconcile_once
 from orchestrator.routing import QUEUES
 from orchestrator.schema import JobState, TaskState
@@ -46,7 +47,10 @@ def _distributed() -> tuple[Settings, Runtime, CeleryDispatcher]:
     "--format", "fmt", help="Output format (mp4, mov, mkv, webm, png, jpg, webp); default by input."
 )
 @click.option("--background", help="bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file.")
-def submit(input_path: Path, recipe: str, priority: str, fmt: str | None, background: str | None) -> None:
+@click.option("--with-matte", is_flag=True, help="Also keep the people's matte; `fetch` writes it too.")
+def submit(
+    input_path: Path, recipe: str, priority: str, fmt: str | None, background: str | None, with_matte: bool
+) -> None:
     """Upload INPUT to the store, record its job and queue it; print the job id at once."""
     settings, runtime, dispatcher = _distributed()
     alpha = get_recipe(recipe).alpha
@@ -60,6 +64,7 @@ def submit(input_path: Path, recipe: str, priority: str, fmt: str | None, backgr
         suffix,
         priority=PRIORITIES[priority],
         background=parse_background(background) if background else None,
+        also_outputs=(MATTE_STAGE,) if with_matte else (),
     )
     if job.state == JobState.FAILED:
         click.echo(f"error: {job.error}", err=True)
@@ -86,8 +91,8 @@ def fetch(job_id: str, output: Path | None, url: bool) -> None:
         return
     if output is None:
         raise click.UsageError("give -o OUTPUT or --url")
-    runtime.store.get_file(job.output_key, output)
-    click.echo(f"{job_id} -> {output}")
+    written = copy_outputs(runtime.store, job, output)
+    click.echo(f"{job_id} -> {', '.join(map(str, written))}")
 
 
 @click.command()

@@ -65,8 +65,9 @@ def cut_segments(
     ]
 
 
-def expand(recipe: Recipe, segments: list[Segment]) -> list[TaskSpec]:
-    """One task per (segment, stage), then one assemble task needing every output segment."""
+def expand(recipe: Recipe, segments: list[Segment], also: tuple[str, ...] = ()) -> list[TaskSpec]:
+    """One task per (segment, stage), then one assemble task needing every output segment and,
+    for each stage named in `also` (assembled as an output of its own), that stage's too."""
     specs = []
     for seg in segments:
         span = {"start_pts": seg.start_pts, "end_pts": seg.end_pts, "frames": seg.frames}
@@ -88,8 +89,8 @@ def expand(recipe: Recipe, segments: list[Segment]) -> list[TaskSpec]:
             stage=ASSEMBLE_STAGE,
             name=ASSEMBLE_TASK,
             segment=None,
-            params={"stage": recipe.output},
-            needs=tuple((recipe.output, seg.index) for seg in segments),
+            params={"stage": recipe.output, "also": list(also)},
+            needs=tuple((stage, seg.index) for stage in (recipe.output, *also) for seg in segments),
         )
     )
     return specs

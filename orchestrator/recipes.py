@@ -17,6 +17,7 @@ from orchestrator.routing import queue_for
 PLAN_STAGE = "plan"
 ASSEMBLE_STAGE = "assemble"
 PLAN_TASK = "media.plan"
+MATTE_STAGE = "matte"  # the people's alpha, in every matting recipe
 ASSEMBLE_TASK = "media.assemble"
 
 
@@ -57,6 +58,9 @@ class Recipe:
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
 
+    def has_stage(self, name: str) -> bool:
+        return any(s.name == name for s in self.stages)
+
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
@@ -70,15 +74,15 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             name="matte",
             description="The people's alpha matte as greyscale (white = person)",
-            stages=(Stage("matte", "matte.person"),),
-            output="matte",
+            stages=(Stage(MATTE_STAGE, "matte.person"),),
+            output=MATTE_STAGE,
         ),
         Recipe(
             name="bg-blur",
             description="Portrait mode: people sharp over their own blurred background",
             stages=(
-                Stage("matte", "matte.person"),
-                Stage("composite", "composite.bg_blur", needs=("matte",)),
+                Stage(MATTE_STAGE, "matte.person"),
+                Stage("composite", "composite.bg_blur", needs=(MATTE_STAGE,)),
             ),
             output="composite",
         ),
@@ -86,8 +90,8 @@ RECIPES: dict[str, Recipe] = {
             name="bg-replace",
             description="People over a new background: --background COLOUR, IMAGE or VIDEO",
             stages=(
-                Stage("matte", "matte.person"),
-                Stage("composite", "composite.bg_replace", needs=("matte",)),
+                Stage(MATTE_STAGE, "matte.person"),
+                Stage("composite", "composite.bg_replace", needs=(MATTE_STAGE,)),
             ),
             output="composite",
             background=True,
@@ -96,8 +100,8 @@ RECIPES: dict[str, Recipe] = {
             name="cutout",
             description="The people alone on a transparent background (ProRes 4444 MOV, PNG)",
             stages=(
-                Stage("matte", "matte.person"),
-                Stage("composite", "composite.cutout", needs=("matte",)),
+                Stage(MATTE_STAGE, "matte.person"),
+                Stage("composite", "composite.cutout", needs=(MATTE_STAGE,)),
             ),
             output="composite",
             alpha=True,

@@ -331,11 +331,13 @@ class Repository:
         size_bytes: int = 0,
         expansion: Expansion | None = None,
         worker: str | None = None,
+        also_stored: Sequence[tuple[str, int]] = (),
     ) -> list[int]:
         """Mark a running task done and return the ids of the tasks that became ready.
 
-        The same transaction records the artifact, adds the tasks a plan expands to, and
-        finishes the job when this was its last task.
+        The same transaction records the artifact (and `also_stored`: other objects the task
+        wrote, as (key, size)), adds the tasks a plan expands to, and finishes the job when
+        this was its last task.
         """
         now = utcnow()
         with self.sessions.begin() as s:
@@ -354,8 +356,9 @@ class Repository:
             )
             if not done:
                 return []
-            if output_key is not None:
-                self._record_artifact(s, task, output_key, size_bytes)
+            stored = [(output_key, size_bytes)] if output_key is not None else []
+            for key, size in [*stored, *also_stored]:
+                self._record_artifact(s, task, key, size)
             ready = self._expand(s, task.job_id, expansion) if expansion else []
             ready += list(
                 s.scalars(

@@ -105,3 +105,9 @@ def segment_key(job_id: str, stage: str, segment: int, ext: str) -> str:
 
 def output_key(job_id: str, ext: str) -> str:
     return f"jobs/{job_id}/output.{ext}"
+
+
+def stage_output_key(job_id: str, stage: str, kind: str) -> str:
+    """An earlier stage assembled as an output of its own (`--with-matte`): H.264 MP4 for a
+    video, PNG for an image, as that stage's segments are."""
+    return f"jobs/{job_id}/{stage}.{'png' if kind == 'image' else 'mp4'}"

@@ -31,15 +31,21 @@ def submit(
     priority: int = 0,
     batch_id: str | None = None,
     background: dict[str, Any] | None = None,
+    also_outputs: tuple[str, ...] = (),
 ) -> Job:
     """Record a job for `path`. A bad input still gets a job row, failed with the reason.
 
-    `background` is what parse_background made of `--background`, for recipes that use one.
+    `background` is what parse_background made of `--background`, for recipes that use one;
+    `also_outputs` names earlier stages to assemble as outputs of their own (the matte).
     """
-    if get_recipe(recipe).background and background is None:  # the caller's mistake, no job
+    spec = get_recipe(recipe)
+    if spec.background and background is None:  # the caller's mistake, no job
         raise RecipeError(
             f"recipe {recipe} needs --background: a colour (#RRGGBB, R,G,B, a name) or an image or video"
         )
+    for stage in also_outputs:
+        if not spec.has_stage(stage) or stage == spec.output:
+            raise RecipeError(f"recipe {recipe} has no {stage} stage before its output to write as well")
     job_id = new_id()
     stored_background = dict(background or {})
     if "path" in stored_background:
@@ -60,6 +66,7 @@ def submit(
             "max_pixels": settings.max_pixels,
             "output_suffix": output_suffix,
             "background": stored_background or None,
+            "also_outputs": list(also_outputs),
         },
     )
     try:

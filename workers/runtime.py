@@ -49,6 +49,7 @@ class Result:
     output_key: str | None
     size_bytes: int = 0
     expansion: Expansion | None = None
+    also_stored: list[tuple[str, int]] = field(default_factory=list)  # (key, size) of other objects
 
 
 @dataclass
@@ -192,7 +193,14 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
         return Outcome()
     log.info("task %s (%s) done in %.2fs", task.id, task.name, time.perf_counter() - started)
     return Outcome(
-        repo.complete(task.id, result.output_key, result.size_bytes, result.expansion, worker=runtime.name)
+        repo.complete(
+            task.id,
+            result.output_key,
+            result.size_bytes,
+            result.expansion,
+            worker=runtime.name,
+            also_stored=result.also_stored,
+        )
     )
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
+from sqlalchemy import select
+
+from frameq.samples import sample_clip
+from orchestrator.schema import Artifact
 from tests.acceptance.cluster import Cluster, assert_complete_output
 from tests.conftest import run_cli
-from tests.media import make_video
+from tests.media import decode, make_video
 
 
 def test_job_runs_on_workers_per_task_type(cluster: Cluster, tmp_path: Path) -> None:
@@ -92,6 +97,23 @@ def test_models_load_in_pool_processes_only(cluster: Cluster, tmp_path: Path) ->
 
     assert not loads_torch(main.pid)
     assert any(loads_torch(pid) for pid in children)
+
+
+def test_matting_with_its_matte_runs_on_workers(cluster: Cluster, tmp_path: Path) -> None:
+    # Given a worker for every queue and a clip of a person
+    cluster.start_worker()
+    clip = tmp_path / "person.mp4"
+    shutil.copy(sample_clip("carphone_pristine"), clip)
+    # When a portrait-mode job is submitted with its matte kept as well
+    job_id = cluster.cli("submit", str(clip), "-r", "bg-blur", "--with-matte")
+    cluster.wait_done(job_id)
+    # Then fetch writes the result and the matte beside it, both complete and stored once
+    fetched = cluster.cli("fetch", job_id, "-o", str(tmp_path / "out.mp4"))
+    assert str(tmp_path / "out.matte.mp4") in fetched
+    assert len(decode(tmp_path / "out.mp4").frames) == len(decode(tmp_path / "out.matte.mp4").frames) == 120
+    with cluster.repo.sessions() as s:
+        stored = s.scalars(select(Artifact.key).where(Artifact.job_id == job_id)).all()
+    assert {f"jobs/{job_id}/output.mp4", f"jobs/{job_id}/matte.mp4"} <= set(stored)
 
 
 def test_flower_shows_the_workers(cluster: Cluster, tmp_path: Path) -> None:

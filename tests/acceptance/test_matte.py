@@ -162,16 +162,56 @@ def test_cutout_webm_is_vp9_with_the_matte_as_alpha(
     assert_cutout_of(rgba, person_clip, colour_error=5)  # 4:2:0 chroma
 
 
+def test_with_matte_writes_the_matte_beside_the_cutout(
+    person_clip: Path, tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    # Given a cutout asked for with its matte as well
+    out = tmp_path / "cutout.mov"
+    result = run_cli(
+        frameq_env,
+        "run",
+        str(person_clip),
+        "-o",
+        str(out),
+        "-r",
+        "cutout",
+        "--segment-s",
+        "1",
+        "--with-matte",
+    )
+    assert result.returncode == 0, result.stderr
+    # Then the matte is a greyscale video beside it, equal to the cutout's alpha, without audio
+    matte_path = tmp_path / "cutout.matte.mp4"
+    assert str(matte_path) in result.stdout
+    with av.open(str(out)) as container:
+        alpha = np.stack([f.to_ndarray(format="rgba")[..., 3] for f in container.decode(video=0)])
+    with av.open(str(matte_path)) as container:
+        assert not container.streams.audio
+    matte = grey_frames(matte_path)
+    assert matte.shape == alpha.shape == (120, 144, 176)
+    assert np.abs(matte - alpha).mean() < 2  # one matte, two encodings
+
+
+def test_with_matte_needs_a_recipe_with_a_matte(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    clip = sample_clip("carphone_pristine")
+    result = run_cli(frameq_env, "run", str(clip), "-o", str(tmp_path / "o.mp4"), "--with-matte")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "recipe cartoon has no matte stage" in result.stderr
+
+
 def test_cutout_image_is_a_png_with_alpha(tmp_path: Path, frameq_env: dict[str, str]) -> None:
     src = tmp_path / "man.jpg"
     with av.open(str(sample_clip("carphone_pristine"))) as container:
         next(container.decode(video=0)).to_image().save(src, quality=95)
     out = tmp_path / "man.png"
-    run_ok(frameq_env, str(src), "-o", str(out), "-r", "cutout")
+    run_ok(frameq_env, str(src), "-o", str(out), "-r", "cutout", "--with-matte")
     with av.open(str(out)) as container:
         rgba = next(container.decode(video=0)).to_ndarray(format="rgba").astype(np.float32)
     assert rgba.shape == (144, 176, 4)
     assert rgba[100:144, 60:120, 3].mean() > 230 and rgba[0:30, 0:30, 3].mean() < 10
+    with av.open(str(tmp_path / "man.matte.png")) as container:  # asked for with --with-matte
+        matte = next(container.decode(video=0)).to_ndarray(format="gray").astype(np.float32)
+    assert np.array_equal(matte, rgba[..., 3])  # lossless, both
 
 
 def test_cutout_refuses_a_format_without_alpha(tmp_path: Path, frameq_env: dict[str, str]) -> None:

@@ -59,6 +59,13 @@ def test_expand_makes_stage_tasks_per_segment_and_one_assemble() -> None:
     assert specs[0].queue == "style" and specs[-1].queue == "media"
 
 
+def test_a_stage_asked_for_as_well_is_assembled_too() -> None:
+    specs = expand(get_recipe("cutout"), [Segment(0, 0, 100, 4), Segment(1, 100, None, 3)], also=("matte",))
+    assemble = specs[-1]
+    assert assemble.params == {"stage": "composite", "also": ["matte"]}
+    assert set(assemble.needs) == {("composite", 0), ("composite", 1), ("matte", 0), ("matte", 1)}
+
+
 def test_recipe_validation() -> None:
     with pytest.raises(RecipeError, match="not an earlier stage"):
         Recipe("bad", "", (Stage("a", "style.cartoon", needs=("b",)), Stage("b", "style.cartoon")), "b")

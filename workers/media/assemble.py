@@ -32,7 +32,9 @@ def audio_copyable(codec: str, suffix: str) -> bool:
     return suffix == ".mkv" or codec in COPYABLE_AUDIO.get(suffix, set())
 
 
-def assemble_video(segments: list[Path], source: Path, out: Path, rotation: int = 0) -> None:
+def assemble_video(
+    segments: list[Path], source: Path, out: Path, rotation: int = 0, audio: bool = True
+) -> None:
     with ExitStack() as stack:
         output = stack.enter_context(av.open(str(out), mode="w"))
         inputs = [stack.enter_context(av.open(str(p))) for p in segments]
@@ -45,14 +47,14 @@ def assemble_video(segments: list[Path], source: Path, out: Path, rotation: int 
             video_out.set_display_rotation(rotation)
         feeds = [_video_packets(inputs, video_out)]
         suffix = out.suffix.lower()
-        for audio in src.streams.audio:
-            if audio_copyable(audio.codec_context.name, suffix):
-                feeds.append(_copied(src.name, audio.index, output.add_stream_from_template(audio)))
+        for track in src.streams.audio if audio else ():
+            if audio_copyable(track.codec_context.name, suffix):
+                feeds.append(_copied(src.name, track.index, output.add_stream_from_template(track)))
             else:
-                codec, rate = REENCODE_AUDIO.get(suffix, ("aac", audio.codec_context.sample_rate))
+                codec, rate = REENCODE_AUDIO.get(suffix, ("aac", track.codec_context.sample_rate))
                 encoded = cast(AudioStream, output.add_stream(codec, rate=rate))
-                encoded.layout = audio.codec_context.layout
-                feeds.append(_reencoded(src.name, audio.index, encoded))
+                encoded.layout = track.codec_context.layout
+                feeds.append(_reencoded(src.name, track.index, encoded))
         for _, _, packet in heapq.merge(*feeds, key=lambda item: (item[0], item[1])):
             output.mux(packet)
 

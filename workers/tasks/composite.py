@@ -11,6 +11,7 @@ import torch
 
 from models.composite import blur_background
 from models.device import pick_device, to_tensor, to_uint8
+from orchestrator.recipes import MATTE_STAGE
 from workers.frames import map_frames_with
 from workers.media.background import Background
 from workers.runtime import Result, TaskContext
@@ -29,7 +30,7 @@ def bg_blur(ctx: TaskContext) -> Result:
         alpha = to_tensor(mattes, device)[:, :1]  # the matte is grey: any channel is the alpha
         return to_uint8(blur_background(to_tensor(frames, device), alpha))
 
-    return map_frames_with(ctx, "matte", fn)
+    return map_frames_with(ctx, MATTE_STAGE, fn)
 
 
 def cutout(ctx: TaskContext) -> Result:
@@ -38,7 +39,7 @@ def cutout(ctx: TaskContext) -> Result:
     def fn(frames: list[np.ndarray], mattes: list[np.ndarray]) -> list[np.ndarray]:
         return [np.dstack([rgb, matte[:, :, :1]]) for rgb, matte in zip(frames, mattes, strict=True)]
 
-    return map_frames_with(ctx, "matte", fn, alpha=True)
+    return map_frames_with(ctx, MATTE_STAGE, fn, alpha=True)
 
 
 def bg_replace(ctx: TaskContext) -> Result:
@@ -64,4 +65,4 @@ def bg_replace(ctx: TaskContext) -> Result:
             fg, bg = to_tensor(frames, device), to_tensor(backs, device)
             return to_uint8(alpha * fg + (1 - alpha) * bg)
 
-        return map_frames_with(ctx, "matte", fn)
+        return map_frames_with(ctx, MATTE_STAGE, fn)

@@ -18,5 +18,5 @@ def plan(ctx: TaskContext) -> Result:
     else:
         kind = "video"
         segments = cut_segments(info.frame_pts, info.keyframe_pts, info.time_base, ctx.param("segment_s"))
-    specs = expand(get_recipe(job.recipe), segments)
+    specs = expand(get_recipe(job.recipe), segments, tuple(job.params.get("also_outputs", ())))
     return Result(None, expansion=Expansion(kind, info.summary(), specs))
