@@ -10,7 +10,7 @@
 sequences with masks on every 4th frame. Every method folder under MASKS is scored with
 bench/matte_metrics.py; the table gives per-sequence and overall figures, then every
 non-MediaPipe method's IoU margin over the best MediaPipe method and the share of its IoU
-loss that lies within 1.5 px of the true boundary (edge IoU against IoU).
+loss that lies in the 4-px band along the true boundary (edge IoU against IoU).
 """
 
 from __future__ import annotations

@@ -30,7 +30,9 @@ def matte_video(video: Path, ratio: float) -> np.ndarray:
         raw, out = Path(tmp) / "frames.rgb", Path(tmp) / "alpha.raw"
         frames.tofile(raw)
         command = ["node", str(BENCH / "rvm_baseline.js"), str(MODEL_DIR), str(raw), str(t), str(h), str(w)]
-        result = subprocess.run([*command, str(ratio), str(out)], capture_output=True, text=True, check=True)
+        result = subprocess.run([*command, str(ratio), str(out)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"{video.stem}: Robust Video Matting failed:\n{result.stderr.strip()}")
         print(f"{video.stem:<18} {t:>4} frames  {result.stdout.strip()}")
         return np.fromfile(out, np.uint8).reshape(t, h, w)
 

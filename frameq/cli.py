@@ -14,8 +14,8 @@ from frameq import distributed
 from frameq.progress import ProgressBar, summary_line
 from orchestrator.background import parse_background
 from orchestrator.errors import FrameqError, InputError
-from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, output_suffix_for
-from orchestrator.outputs import copy_outputs
+from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, kind_of, output_suffix_for
+from orchestrator.outputs import copy_outputs, stage_output_path
 from orchestrator.recipes import MATTE_STAGE, RECIPES, get_recipe
 from orchestrator.schema import JobState
 from orchestrator.settings import PRESETS, Settings
@@ -67,7 +67,7 @@ def main() -> None:
     help="Output file, or directory when INPUT is a directory.",
 )
 @click.option("-r", "--recipe", default="cartoon", show_default=True, help="See `frameq recipes`.")
-@click.option("--crf", type=int, help="H.264 quality, 0 (lossless) to 51 (worst); default 20.")
+@click.option("--crf", type=int, help="H.264 quality, 0 (lossless) to 51 (worst); default 20; WebM: +11.")
 @click.option("--preset", type=click.Choice(PRESETS), help="H.264 speed/size trade-off; default fast.")
 @click.option("--segment-s", type=float, help="Target segment length in seconds; default 2.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N; default auto.")
@@ -87,7 +87,8 @@ def run(
     """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
     settings = Settings.from_env(crf=crf, preset=preset, segment_s=segment_s, device=device)
     runtime = Runtime.open(settings)
-    pairs = _pairs(input_path, output, get_recipe(recipe).alpha)
+    also = (MATTE_STAGE,) if with_matte else ()
+    pairs = _pairs(input_path, output, get_recipe(recipe).alpha, also)
     batch_id = new_id() if len(pairs) > 1 else None
     jobs = [
         submit(
@@ -99,7 +100,7 @@ def run(
             dest.suffix,
             batch_id=batch_id,
             background=parse_background(background) if background else None,
-            also_outputs=(MATTE_STAGE,) if with_matte else (),
+            also_outputs=also,
         )
         for src, dest in pairs
     ]
@@ -131,8 +132,13 @@ def run(
         sys.exit(1)
 
 
-def _pairs(input_path: Path, output: Path, alpha: bool = False) -> list[tuple[Path, Path]]:
-    """(input, output) files: one pair for a file, one per media file below a directory."""
+def _pairs(
+    input_path: Path, output: Path, alpha: bool = False, also: tuple[str, ...] = ()
+) -> list[tuple[Path, Path]]:
+    """(input, output) files: one pair for a file, one per media file below a directory.
+
+    `also`: stages written beside each output (the matte), which must not collide either.
+    """
     if not input_path.is_dir():
         return [(input_path, output.with_suffix(output_suffix_for(input_path, output, alpha)))]
     if output.exists() and not output.is_dir():
@@ -140,14 +146,17 @@ def _pairs(input_path: Path, output: Path, alpha: bool = False) -> list[tuple[Pa
     files = sorted(p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
     if not files:
         raise InputError(str(input_path), f"no media files ({', '.join(MEDIA_SUFFIXES)})")
-    pairs: dict[Path, Path] = {}
+    pairs: list[tuple[Path, Path]] = []
+    written_by: dict[Path, Path] = {}  # every file the run will write -> the input it comes from
     for src in files:
-        rel = src.relative_to(input_path)
-        dest = output / rel.with_suffix(directory_output_suffix(src, alpha))  # webm, avi -> mp4
-        if dest in pairs:
-            raise InputError(str(src), f"its output {dest} would overwrite that of {pairs[dest]}")
-        pairs[dest] = src
-    return [(src, dest) for dest, src in pairs.items()]
+        dest = output / src.relative_to(input_path).with_suffix(directory_output_suffix(src, alpha))
+        kind = kind_of(src) or "video"
+        for path in (dest, *(stage_output_path(dest, stage, kind) for stage in also)):
+            if path in written_by:
+                raise InputError(str(src), f"its output {path} would overwrite that of {written_by[path]}")
+            written_by[path] = src
+        pairs.append((src, dest))
+    return pairs
 
 
 @main.command()

@@ -13,7 +13,7 @@ from orchestrator.background import parse_background
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, FrameqError
 from orchestrator.inputs import output_suffix_for
-from orchestrator.outputs import copy_outputs
+from orchestrator.outputs import copy_outputs, output_keys
 from orchestrator.recipes import MATTE_STAGE, get_recipe
 from orchestrator.reconcile import reconcile as reconcile_once
 from orchestrator.routing import QUEUES
@@ -76,7 +76,9 @@ def submit(
 @click.command()
 @click.argument("job_id")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the result.")
-@click.option("--url", is_flag=True, help="Print a presigned URL of the result instead (S3 stores).")
+@click.option(
+    "--url", is_flag=True, help="Print a presigned URL of the result (and of its matte) instead (S3 stores)."
+)
 def fetch(job_id: str, output: Path | None, url: bool) -> None:
     """Download the result of a finished job."""
     runtime = Runtime.open(Settings.from_env())
@@ -87,7 +89,8 @@ def fetch(job_id: str, output: Path | None, url: bool) -> None:
         presign = getattr(runtime.store, "presigned_url", None)
         if presign is None:
             raise ConfigError("presigned URLs need an s3:// store")
-        click.echo(presign(job.output_key))
+        for key in output_keys(job):  # the result, then the matte when kept
+            click.echo(presign(key))
         return
     if output is None:
         raise click.UsageError("give -o OUTPUT or --url")

@@ -98,7 +98,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="cutout",
-            description="The people alone on a transparent background (ProRes 4444 MOV, PNG)",
+            description="The people alone on a transparent background (ProRes 4444 MOV, VP9 WebM, PNG)",
             stages=(
                 Stage(MATTE_STAGE, "matte.person"),
                 Stage("composite", "composite.cutout", needs=(MATTE_STAGE,)),

@@ -44,8 +44,10 @@ def submit(
             f"recipe {recipe} needs --background: a colour (#RRGGBB, R,G,B, a name) or an image or video"
         )
     for stage in also_outputs:
-        if not spec.has_stage(stage) or stage == spec.output:
-            raise RecipeError(f"recipe {recipe} has no {stage} stage before its output to write as well")
+        if stage == spec.output:
+            raise RecipeError(f"recipe {recipe}: the {stage} is its output already")
+        if not spec.has_stage(stage):
+            raise RecipeError(f"recipe {recipe} has no {stage} stage to write as well")
     job_id = new_id()
     stored_background = dict(background or {})
     if "path" in stored_background:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 from sqlalchemy import select
@@ -114,6 +115,11 @@ def test_matting_with_its_matte_runs_on_workers(cluster: Cluster, tmp_path: Path
     with cluster.repo.sessions() as s:
         stored = s.scalars(select(Artifact.key).where(Artifact.job_id == job_id)).all()
     assert {f"jobs/{job_id}/output.mp4", f"jobs/{job_id}/matte.mp4"} <= set(stored)
+    # and --url gives a working link to each, result first
+    urls = cluster.cli("fetch", job_id, "--url").split()
+    assert len(urls) == 2 and "output.mp4" in urls[0] and "matte.mp4" in urls[1]
+    with urllib.request.urlopen(urls[1]) as response:
+        assert response.read() == (tmp_path / "out.matte.mp4").read_bytes()
 
 
 def test_flower_shows_the_workers(cluster: Cluster, tmp_path: Path) -> None:

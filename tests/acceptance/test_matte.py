@@ -197,6 +197,10 @@ def test_with_matte_needs_a_recipe_with_a_matte(tmp_path: Path, frameq_env: dict
     result = run_cli(frameq_env, "run", str(clip), "-o", str(tmp_path / "o.mp4"), "--with-matte")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "recipe cartoon has no matte stage" in result.stderr
+    result = run_cli(
+        frameq_env, "run", str(clip), "-o", str(tmp_path / "o.mp4"), "-r", "matte", "--with-matte"
+    )
+    assert result.returncode != 0 and "recipe matte: the matte is its output already" in result.stderr
 
 
 def test_cutout_image_is_a_png_with_alpha(tmp_path: Path, frameq_env: dict[str, str]) -> None:

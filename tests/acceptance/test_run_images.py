@@ -73,3 +73,16 @@ def test_directory_outputs_that_would_collide_are_refused(tmp_path: Path, frameq
     assert result.returncode == 1
     assert "would overwrite that of" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_directory_mattes_that_would_collide_are_refused(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    # clip.mov and clip.mkv keep their formats, but both mattes would be clip.matte.mp4
+    lib = tmp_path / "library"
+    lib.mkdir()
+    make_video(lib / "clip.mov", audio=False, frames=5, flash_frame=None)
+    make_video(lib / "clip.mkv", audio=False, frames=5, flash_frame=None)
+    args = ("run", str(lib), "-o", str(tmp_path / "out"), "-r", "bg-blur")
+    result = run_cli(frameq_env, *args, "--with-matte")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "clip.matte.mp4 would overwrite that of" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -195,3 +195,31 @@ def test_webm_output_keeps_odd_sizes_and_copies_opus(tmp_path: Path, frameq_env:
         src_audio = [bytes(p) for p in s.demux(audio=0) if p.size]
         out_audio = [bytes(p) for p in o.demux(audio=0) if p.size]
     assert out_audio == src_audio  # Opus fits WebM: copied, bit for bit
+
+
+def test_surround_audio_is_remapped_for_opus(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    # Given AAC in a layout libopus refuses as it is (4.0 has a back-centre channel)
+    src, layout = tmp_path / "in.mp4", "4.0"
+    with av.open(str(src), "w") as container:
+        video = container.add_stream("libx264", rate=Fraction(25))
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = container.add_stream("aac", rate=48000)
+        audio.layout = layout
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), i * 8, np.uint8), format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        channels = audio.layout.nb_channels
+        for i in range(48):
+            samples = np.full((channels, 1024), 0.1, np.float32)
+            sound = av.AudioFrame.from_ndarray(samples, format="fltp", layout=layout)
+            sound.sample_rate, sound.pts = 48000, i * 1024
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode(None))
+    out = tmp_path / "out.webm"
+    # When it goes to WebM, Then the audio is Opus with the same number of channels
+    run_ok(frameq_env, str(src), "-o", str(out))
+    with av.open(str(out)) as result:
+        opus = result.streams.audio[0].codec_context
+        assert (opus.name, opus.layout.nb_channels) == ("opus", channels)

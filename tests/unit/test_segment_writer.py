@@ -26,11 +26,6 @@ def write(path: Path, frames: int = 6, alpha: bool = False, width: int = 64, hei
             writer.write(pixels, i * 3000)
 
 
-def decoded(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-
-
 def test_the_output_stage_takes_the_outputs_codec() -> None:
     assert segment_ext(".webm", alpha=True) == segment_ext(".webm", alpha=False) == "webm"
     assert segment_ext(".mov", alpha=True) == "mov"
@@ -62,11 +57,11 @@ def test_vp9_alpha_travels_with_the_frames(tmp_path: Path) -> None:
     assert np.allclose(alphas, [40 * i for i in range(6)], atol=2)
 
 
-def test_vp9_is_deterministic(tmp_path: Path) -> None:
+def test_webm_segments_are_bit_exact(tmp_path: Path) -> None:
+    # Matroska would write a random segment id into every file: equal input, equal bytes
     write(tmp_path / "a.webm")
     write(tmp_path / "b.webm")
-    pairs = zip(decoded(tmp_path / "a.webm"), decoded(tmp_path / "b.webm"), strict=True)
-    assert all(np.array_equal(a, b) for a, b in pairs)
+    assert (tmp_path / "a.webm").read_bytes() == (tmp_path / "b.webm").read_bytes()
 
 
 @pytest.mark.parametrize(("name", "alpha"), [("seg.mp4", True), ("seg.mov", False), ("seg.avi", False)])

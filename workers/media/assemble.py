@@ -16,6 +16,8 @@ from typing import Any, cast
 import av
 from av.audio.stream import AudioStream
 
+from workers.media.video import bitexact
+
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm")
 # Audio codecs each muxer takes as they are (checked with this FFmpeg); Matroska takes any.
 COPYABLE_AUDIO = {
@@ -26,6 +28,9 @@ COPYABLE_AUDIO = {
 }
 # Opus runs at 48 kHz (the rates it takes all divide 48000); AAC keeps the source's rate.
 REENCODE_AUDIO = {".webm": ("libopus", 48000)}
+# libopus takes only the Vorbis channel order for each channel count (5.1(side) or 4.0 are
+# refused): the resampler remaps other layouts to these; more than 8 channels are downmixed.
+OPUS_LAYOUTS = ("mono", "stereo", "3.0", "quad", "5.0", "5.1", "6.1", "7.1")
 
 
 def audio_copyable(codec: str, suffix: str) -> bool:
@@ -36,7 +41,7 @@ def assemble_video(
     segments: list[Path], source: Path, out: Path, rotation: int = 0, audio: bool = True
 ) -> None:
     with ExitStack() as stack:
-        output = stack.enter_context(av.open(str(out), mode="w"))
+        output = stack.enter_context(av.open(str(out), mode="w", container_options=bitexact(out)))
         inputs = [stack.enter_context(av.open(str(p))) for p in segments]
         src = stack.enter_context(av.open(str(source)))
         segment_video = inputs[0].streams.video[0]
@@ -53,7 +58,10 @@ def assemble_video(
             else:
                 codec, rate = REENCODE_AUDIO.get(suffix, ("aac", track.codec_context.sample_rate))
                 encoded = cast(AudioStream, output.add_stream(codec, rate=rate))
-                encoded.layout = track.codec_context.layout
+                layout = track.codec_context.layout
+                if codec == "libopus":
+                    layout = av.AudioLayout(OPUS_LAYOUTS[min(layout.nb_channels, 8) - 1])
+                encoded.layout = layout
                 feeds.append(_reencoded(src.name, track.index, encoded))
         for _, _, packet in heapq.merge(*feeds, key=lambda item: (item[0], item[1])):
             output.mux(packet)

@@ -23,6 +23,12 @@ SEGMENT_CODECS = {"mp4": "libx264", "mov": "prores_ks", "webm": "libvpx-vp9"}
 VP9_CRF_OFFSET = 11
 
 
+def bitexact(path: Path) -> dict[str, str]:
+    """Muxer options: Matroska (WebM) writes a random segment id unless told to be bit-exact,
+    and equal input must give equal output."""
+    return {"fflags": "+bitexact"} if path.suffix.lower() in (".webm", ".mkv") else {}
+
+
 def segment_ext(output_suffix: str, alpha: bool) -> str:
     """The segment format of a job's output stage (intermediate stages always use "mp4")."""
     if output_suffix == ".webm":
@@ -86,7 +92,7 @@ class SegmentWriter:
         # H.264 here carries no alpha; ProRes segments exist only for alpha
         if ext not in SEGMENT_CODECS or (alpha and ext == "mp4") or (not alpha and ext == "mov"):
             raise ValueError(f"no .{ext} segments {'with' if alpha else 'without'} alpha")
-        self.container = av.open(str(path), mode="w", format=ext)
+        self.container = av.open(str(path), mode="w", format=ext, container_options=bitexact(path))
         self.stream = cast(VideoStream, self.container.add_stream(SEGMENT_CODECS[ext], rate=rate))
         self.stream.width = width
         self.stream.height = height

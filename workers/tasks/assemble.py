@@ -18,11 +18,11 @@ def assemble(ctx: TaskContext) -> Result:
     job = ctx.job
     suffix = ctx.param("output_suffix")
     inputs = ctx.inputs()
+    result = _join(ctx, inputs[ctx.task.params["stage"]], output_key(job.id, suffix.lstrip(".")), audio=True)
     also = [
         _join(ctx, inputs[stage], stage_output_key(job.id, stage, str(job.kind)), audio=False)
         for stage in ctx.task.params.get("also", ())
     ]
-    result = _join(ctx, inputs[ctx.task.params["stage"]], output_key(job.id, suffix.lstrip(".")), audio=True)
     return replace(result, also_stored=[(str(r.output_key), r.size_bytes) for r in also])
 
 
