@@ -22,7 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.device import pick_device, to_tensor
-from models.person import MatteState, PersonMatter, alpha_to_uint8
+from models.person import MatteState, PersonMatter, alpha_to_uint8, to_alpha
 
 BATCH = 8
 
@@ -52,8 +52,8 @@ def main() -> None:
     matter = PersonMatter(device, landmark=args.landmark)
     if args.no_refine:
         matter.refine = (
-            lambda frames, work, coarse: F.interpolate(  # type: ignore[method-assign]
-                coarse, size=frames.shape[-2:], mode="bilinear", align_corners=False
+            lambda frames, work, coarse: to_alpha(  # type: ignore[method-assign]
+                F.interpolate(coarse, size=frames.shape[-2:], mode="bilinear", align_corners=False)
             )
         )
     folder = args.out / args.variant

@@ -22,6 +22,29 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
     return F.avg_pool2d(rows, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
 
 
+def guided_coefficients(
+    g: torch.Tensor, p: torch.Tensor, r: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The window-averaged linear map (a, b), each [B, 1, h, w], that turns the grey guide `g`
+    into the soft mask `p` (both [B, 1, h, w]) within windows of radius `r`."""
+    # the four window means in one pooling call: [B, 4, h, w]
+    means = box_mean(torch.cat([g, p, g * g, g * p], dim=1), r)
+    mean_g, mean_p, mean_gg, mean_gp = means.split(1, dim=1)
+    a = (mean_gp - mean_g * mean_p) / (mean_gg - mean_g * mean_g + eps)
+    b = mean_p - a * mean_g
+    mean_a, mean_b = box_mean(torch.cat([a, b], dim=1), r).split(1, dim=1)
+    return mean_a, mean_b
+
+
+def apply_coefficients(guide: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a * guide + b at the guide's size [B, 1, H, W] (a, b bilinearly upsampled to it)."""
+    h, w = guide.shape[-2:]
+    if (h, w) != tuple(a.shape[-2:]):
+        a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
+        b = F.interpolate(b, size=(h, w), mode="bilinear", align_corners=False)
+    return torch.addcmul(b, a, guide)
+
+
 def guided_filter(guide: torch.Tensor, g: torch.Tensor, p: torch.Tensor, r: int, eps: float) -> torch.Tensor:
     """Filter `p` to follow the edges of `guide`.
 
@@ -29,14 +52,4 @@ def guided_filter(guide: torch.Tensor, g: torch.Tensor, p: torch.Tensor, r: int,
     and the soft mask at a working resolution (h <= H), where the linear model is fitted with
     windows of radius `r`. The result has the guide's size.
     """
-    h, w = guide.shape[-2:]
-    mean_g, mean_p = box_mean(g, r), box_mean(p, r)
-    var_g = box_mean(g * g, r) - mean_g * mean_g
-    cov_gp = box_mean(g * p, r) - mean_g * mean_p
-    a = cov_gp / (var_g + eps)
-    b = mean_p - a * mean_g
-    mean_a, mean_b = box_mean(a, r), box_mean(b, r)
-    if (h, w) != tuple(g.shape[-2:]):
-        mean_a = F.interpolate(mean_a, size=(h, w), mode="bilinear", align_corners=False)
-        mean_b = F.interpolate(mean_b, size=(h, w), mode="bilinear", align_corners=False)
-    return (mean_a * guide + mean_b).clamp_(0.0, 1.0)
+    return apply_coefficients(guide, *guided_coefficients(g, p, r, eps)).clamp_(0.0, 1.0)

@@ -11,7 +11,18 @@ from frameq.samples import sample_clip
 from models.composite import blur_background
 from models.device import to_tensor
 from models.guided import box_mean, guided_filter
-from models.person import REGION_DECAY, MatteState, Person, PersonMatter, _anchors, track
+from models.person import (
+    GUIDE_EPS,
+    GUIDE_RADIUS,
+    REGION_DECAY,
+    MatteState,
+    Person,
+    PersonMatter,
+    _anchors,
+    grey,
+    to_alpha,
+    track,
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +121,18 @@ def test_guided_upsampling_puts_the_edge_where_the_image_has_it() -> None:
     guided = guided_filter(image, coarse_image, coarse_mask, 2, 1e-3)
     # Then the guided one follows the image's edge, the plain one smears it
     assert (guided - image).abs().mean() < 0.1 * (plain - image).abs().mean()
+
+
+def test_refine_is_the_guided_filter_then_the_opacity_ramp(matter: PersonMatter) -> None:
+    # refine folds the ramp into the filter's linear map; it must equal filtering, then ramping
+    torch.manual_seed(0)
+    frames = torch.rand(2, 3, 90, 160)
+    work = torch.nn.functional.interpolate(frames, size=(45, 80), mode="bilinear", antialias=True)
+    coarse = torch.rand(2, 1, 45, 80)
+    expected = to_alpha(guided_filter(grey(frames), grey(work), coarse, GUIDE_RADIUS, GUIDE_EPS))
+    assert torch.allclose(matter.refine(frames, work, coarse), expected, atol=1e-5)
+    weights = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+    assert torch.allclose(grey(frames), (frames * weights).sum(1, keepdim=True), atol=1e-6)
 
 
 def test_blur_background_keeps_people_and_leaves_no_halo() -> None:
