@@ -7,12 +7,12 @@ from pathlib import Path
 
 from orchestrator.errors import FrameqError
 from orchestrator.schema import Job
-from orchestrator.store import Store, stage_output_key
+from orchestrator.store import Store, stage_output_ext, stage_output_key
 
 
 def stage_output_path(output: Path, stage: str, kind: str) -> Path:
     """Where a stage's own output goes beside the job's output: out.mov -> out.matte.mp4."""
-    return output.with_name(f"{output.stem}.{stage}{'.png' if kind == 'image' else '.mp4'}")
+    return output.with_name(f"{output.stem}.{stage}.{stage_output_ext(kind)}")
 
 
 def output_keys(job: Job) -> list[str]:

@@ -17,8 +17,8 @@ from orchestrator.routing import queue_for
 PLAN_STAGE = "plan"
 ASSEMBLE_STAGE = "assemble"
 PLAN_TASK = "media.plan"
-MATTE_STAGE = "matte"  # the people's alpha, in every matting recipe
 ASSEMBLE_TASK = "media.assemble"
+MATTE_STAGE = "matte"  # the people's alpha, in every matting recipe
 
 
 @dataclass(frozen=True)

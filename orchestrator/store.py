@@ -107,7 +107,11 @@ def output_key(job_id: str, ext: str) -> str:
     return f"jobs/{job_id}/output.{ext}"
 
 
+def stage_output_ext(kind: str) -> str:
+    """Format of an earlier stage assembled as an output of its own (`--with-matte`): H.264 MP4
+    for a video, PNG for an image, as that stage's segments are."""
+    return "png" if kind == "image" else "mp4"
+
+
 def stage_output_key(job_id: str, stage: str, kind: str) -> str:
-    """An earlier stage assembled as an output of its own (`--with-matte`): H.264 MP4 for a
-    video, PNG for an image, as that stage's segments are."""
-    return f"jobs/{job_id}/{stage}.{'png' if kind == 'image' else 'mp4'}"
+    return f"jobs/{job_id}/{stage}.{stage_output_ext(kind)}"

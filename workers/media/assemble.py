@@ -18,7 +18,6 @@ from av.audio.stream import AudioStream
 
 from workers.media.video import bitexact
 
-OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm")
 # Audio codecs each muxer takes as they are (checked with this FFmpeg); Matroska takes any.
 COPYABLE_AUDIO = {
     ".mp4": {"aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"},
