@@ -15,8 +15,8 @@ from kombu import Queue
 
 from orchestrator.errors import ConfigError
 from orchestrator.repository import ReadyTask, Repository
-from orchestrator.routing import QUEUES, TASK_QUEUES
 from orchestrator.settings import Settings
+from orchestrator.tasktypes import QUEUES, TASK_TYPES
 
 PRIORITIES = {"high": 10, "normal": 0, "bulk": -10}  # job priority, larger runs first
 # Redis lists per priority step, popped in order: 0 first (kombu's Redis priority emulation).
@@ -34,7 +34,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
-        "task_routes": {name: {"queue": queue, "routing_key": queue} for name, queue in TASK_QUEUES.items()},
+        "task_routes": {name: {"queue": t.queue, "routing_key": t.queue} for name, t in TASK_TYPES.items()},
         "task_default_queue": "media",
         "broker_transport_options": {"priority_steps": BROKER_STEPS, "queue_order_strategy": "priority"},
         "task_serializer": "json",

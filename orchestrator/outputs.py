@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.errors import FrameqError
+from orchestrator.formats import extra_output_format
+from orchestrator.params import JobParams
 from orchestrator.schema import Job
-from orchestrator.store import Store, stage_output_ext, stage_output_key
+from orchestrator.store import Store, stage_output_key
 
 
 def stage_output_path(output: Path, stage: str, kind: str) -> Path:
     """Where a stage's own output goes beside the job's output: out.mov -> out.matte.mp4."""
-    return output.with_name(f"{output.stem}.{stage}.{stage_output_ext(kind)}")
+    return output.with_name(f"{output.stem}.{stage}.{extra_output_format(kind).ext}")
 
 
 def output_keys(job: Job) -> list[str]:
@@ -35,4 +37,4 @@ def copy_outputs(store: Store, job: Job, dest: Path) -> list[Path]:
 
 
 def _also(job: Job) -> list[str]:
-    return list(job.params.get("also_outputs", ()))
+    return list(JobParams.from_json(job.params).also_outputs)

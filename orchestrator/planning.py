@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from orchestrator.formats import extra_output_format, segment_format
+from orchestrator.params import JobParams
 from orchestrator.recipes import ASSEMBLE_STAGE, ASSEMBLE_TASK, Recipe
-from orchestrator.routing import queue_for
+from orchestrator.store import output_key, segment_key, stage_output_key
+from orchestrator.tasktypes import queue_for, task_type
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class TaskSpec:
     frames_total: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     needs: tuple[tuple[str, int | None], ...] = ()
+    output_key: str | None = None  # where the task writes its result
+    output_format: str | None = None  # what it writes there (orchestrator/formats.py)
 
     @property
     def queue(self) -> str:
@@ -65,32 +70,57 @@ def cut_segments(
     ]
 
 
-def expand(recipe: Recipe, segments: list[Segment], also: tuple[str, ...] = ()) -> list[TaskSpec]:
+def expand(
+    recipe: Recipe, segments: list[Segment], kind: str, job_id: str, params: JobParams
+) -> list[TaskSpec]:
     """One task per (segment, stage), then one assemble task needing every output segment and,
-    for each stage named in `also` (assembled as an output of its own), that stage's too."""
+    for each stage in `params.also_outputs` (assembled as an output of its own), that stage's.
+
+    Every task's output key and format are decided here, once: a handler writes what its row
+    says, and assemble names the job's outputs.
+    """
     specs = []
     for seg in segments:
-        span = {"start_pts": seg.start_pts, "end_pts": seg.end_pts, "frames": seg.frames}
+        span: dict[str, Any] = {"start_pts": seg.start_pts, "end_pts": seg.end_pts, "frames": seg.frames}
         if seg.index > 0:  # stages with state across frames warm up on the previous segment's tail
             span["previous_start_pts"] = segments[seg.index - 1].start_pts
         for stage in recipe.stages:
+            fmt = segment_format(
+                kind,
+                task_type(stage.task).produces,
+                is_output=stage.name == recipe.output,
+                output_suffix=params.output_suffix,
+            )
             specs.append(
                 TaskSpec(
                     stage=stage.name,
                     name=stage.task,
                     segment=seg.index,
                     frames_total=seg.frames,
-                    params={**stage.params, **span},
+                    params={**stage.params, **span, "inputs": list(stage.needs), "source": stage.source},
                     needs=tuple((need, seg.index) for need in stage.needs),
+                    output_key=segment_key(job_id, stage.name, seg.index, fmt.ext),
+                    output_format=str(fmt),
                 )
             )
+    also = [
+        {
+            "stage": stage,
+            "key": stage_output_key(job_id, stage, kind),
+            "format": str(extra_output_format(kind)),
+        }
+        for stage in params.also_outputs
+    ]
     specs.append(
         TaskSpec(
             stage=ASSEMBLE_STAGE,
             name=ASSEMBLE_TASK,
             segment=None,
-            params={"stage": recipe.output, "also": list(also)},
-            needs=tuple((stage, seg.index) for stage in (recipe.output, *also) for seg in segments),
+            params={"stage": recipe.output, "also": also},
+            needs=tuple(
+                (stage, seg.index) for stage in (recipe.output, *params.also_outputs) for seg in segments
+            ),
+            output_key=output_key(job_id, params.output_suffix.lstrip(".")),
         )
     )
     return specs

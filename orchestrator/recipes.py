@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from orchestrator.errors import RecipeError
-from orchestrator.routing import queue_for
+from orchestrator.tasktypes import task_type
 
 PLAN_STAGE = "plan"
 ASSEMBLE_STAGE = "assemble"
@@ -24,8 +24,9 @@ MATTE_STAGE = "matte"  # the people's alpha, in every matting recipe
 @dataclass(frozen=True)
 class Stage:
     name: str  # unique within the recipe; also the folder of its artifacts
-    task: str  # task type from the routing table
-    needs: tuple[str, ...] = ()  # stages of the same segment that must be done first
+    task: str  # a name from the task-type registry (orchestrator/tasktypes.py)
+    needs: tuple[str, ...] = ()  # stages of the same segment whose frames it reads, in this order
+    source: bool = True  # it reads the source's frames too (beside those of `needs`)
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -35,7 +36,6 @@ class Recipe:
     description: str
     stages: tuple[Stage, ...]
     output: str  # the stage whose per-segment results are assembled
-    alpha: bool = False  # the output has an alpha channel (ProRes 4444 MOV, PNG or WebP)
     background: bool = False  # needs --background (a colour, an image or a video)
 
     def __post_init__(self) -> None:
@@ -43,7 +43,7 @@ class Recipe:
         for stage in self.stages:
             if stage.name in (PLAN_STAGE, ASSEMBLE_STAGE) or stage.name in seen:
                 raise RecipeError(f"recipe {self.name}: stage name {stage.name!r} is taken")
-            queue_for(stage.task)  # the task type must be routed
+            task_type(stage.task)  # the task type must be registered
             # Needs may only point backwards, so the graph is acyclic by construction.
             for need in stage.needs:
                 if need not in seen:
@@ -54,6 +54,18 @@ class Recipe:
             seen.add(stage.name)
         if self.output not in seen:
             raise RecipeError(f"recipe {self.name}: output stage {self.output!r} is not a stage")
+        # One terminal: assemble, which reads the output stage. A stage that nothing reads would
+        # be a second end of the graph, its work never used.
+        needed = {need for stage in self.stages for need in stage.needs} | {self.output}
+        if unused := [stage.name for stage in self.stages if stage.name not in needed]:
+            raise RecipeError(
+                f"recipe {self.name}: stage(s) {', '.join(unused)} feed nothing (one terminal: the output)"
+            )
+
+    @property
+    def alpha(self) -> bool:
+        """The output has an alpha channel (ProRes 4444 MOV, VP9 WebM, PNG or WebP)."""
+        return task_type(self.stage(self.output).task).produces == "rgba"
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -104,7 +116,6 @@ RECIPES: dict[str, Recipe] = {
                 Stage("composite", "composite.cutout", needs=(MATTE_STAGE,)),
             ),
             output="composite",
-            alpha=True,
         ),
     )
 }

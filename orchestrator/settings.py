@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
+from orchestrator.params import PRESETS, check_encoding, check_work
 
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
-
-
-# The pose-landmark networks the matte stage can run (models/person.py LANDMARK_MODELS).
-MATTE_MODELS = ("heavy", "full")
+__all__ = ["PRESETS", "Settings"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,7 @@ class Settings:
     matte_model: str = "heavy"  # pose-landmark network of the matte stage: heavy or full (faster)
     lease_s: float = 120.0  # a running task not heard from for this long is given to another worker
     resend_s: float = 300.0  # a ready task whose message is this old is sent again (broker lost it)
+    keep_intermediates: bool = False  # keep every stage's segments of a finished job (debugging)
 
     @property
     def embedded(self) -> bool:
@@ -59,6 +57,7 @@ class Settings:
             matte_model=env.get("FRAMEQ_MATTE_MODEL", "heavy"),
             lease_s=_number(env, "FRAMEQ_LEASE_S", float, 120.0),
             resend_s=_number(env, "FRAMEQ_RESEND_S", float, 300.0),
+            keep_intermediates=_flag(env, "FRAMEQ_KEEP_INTERMEDIATES"),
         )
         return settings.with_changes(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -68,22 +67,10 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        if not self.segment_s > 0:
-            raise ConfigError(f"segment length must be > 0 seconds, got {self.segment_s}")
-        if not 1 <= self.batch_frames <= 256:
-            raise ConfigError(f"batch frames must be within 1..256, got {self.batch_frames}")
-        if not 0 <= self.crf <= 51:
-            raise ConfigError(f"crf (quality) must be within 0..51, got {self.crf}")
-        if self.preset not in PRESETS:
-            raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if self.max_pixels < 64 * 64:
-            raise ConfigError(f"max pixels must be at least 4096, got {self.max_pixels}")
+        check_encoding(self.crf, self.preset)
+        check_work(self.segment_s, self.batch_frames, self.max_pixels, self.matte_model)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.matte_model not in MATTE_MODELS:
-            raise ConfigError(
-                f"FRAMEQ_MATTE_MODEL must be one of {', '.join(MATTE_MODELS)}, got {self.matte_model!r}"
-            )
         if self.lease_s < 1 or self.resend_s < 1:
             raise ConfigError(
                 f"FRAMEQ_LEASE_S and FRAMEQ_RESEND_S must be at least 1, got {self.lease_s}, {self.resend_s}"
@@ -106,3 +93,12 @@ def _number(env: Mapping[str, str], name: str, cast: type, default: float) -> An
     except ValueError:
         kind = "an integer" if cast is int else "a number"
         raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no), got {raw!r}")

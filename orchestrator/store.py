@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.errors import ConfigError
+from orchestrator.formats import extra_output_format
 
 
 class Store(Protocol):
@@ -107,11 +108,6 @@ def output_key(job_id: str, ext: str) -> str:
     return f"jobs/{job_id}/output.{ext}"
 
 
-def stage_output_ext(kind: str) -> str:
-    """Format of an earlier stage assembled as an output of its own (`--with-matte`): H.264 MP4
-    for a video, PNG for an image, as that stage's segments are."""
-    return "png" if kind == "image" else "mp4"
-
-
 def stage_output_key(job_id: str, stage: str, kind: str) -> str:
-    return f"jobs/{job_id}/{stage}.{stage_output_ext(kind)}"
+    """An earlier stage assembled as an output of its own (`--with-matte`)."""
+    return f"jobs/{job_id}/{stage}.{extra_output_format(kind).ext}"

@@ -13,8 +13,8 @@ from celery import Celery
 
 from orchestrator.dispatch import CeleryDispatcher, celery_config
 from orchestrator.reconcile import reconcile
-from orchestrator.routing import TASK_QUEUES
 from orchestrator.settings import Settings
+from orchestrator.tasktypes import TASK_TYPES
 from workers.runtime import Runtime, execute
 
 RECONCILE_TASK = "frameq.reconcile"
@@ -48,7 +48,7 @@ def make_app(settings: Settings) -> Celery:
         if outcome.retry_in_s is not None:
             dispatcher.send([task_id], countdown_s=outcome.retry_in_s)
 
-    for name in TASK_QUEUES:
+    for name in TASK_TYPES:
         app.task(name=name)(run)
 
     @app.task(name=RECONCILE_TASK)

@@ -1,10 +1,13 @@
 """The frame loop every per-frame stage shares: decode a segment, map batches, encode.
 
-A stage supplies only `fn`, from a batch of RGB frames to a batch of RGB frames; a stage
-that needs an earlier stage's frames of the same segment (a composite needs the matte) gets
-them beside the source's, batch for batch. A stage with state across frames asks for a few
-frames of warm-up: the last frames of the previous segment go through `fn` first, outputs
-dropped, so no seam shows where segments meet.
+A stage supplies only `fn`, from a `Batch` to the batch of frames it makes. A batch holds the
+source's RGB frames (when the stage reads the source) and the frames of each earlier stage it
+needs, in the order its recipe lists them, aligned frame for frame with the source: a portrait
+composite gets the source, the matte and the styled frames together. A stage with state across
+frames asks for a few frames of warm-up: the last frames of the previous segment go through
+`fn` first, outputs dropped, so no seam shows where segments meet.
+
+What the task writes, and where, is on its row (planned): `ctx.output_key`, `ctx.output_format`.
 """
 
 from __future__ import annotations
@@ -12,21 +15,36 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from fractions import Fraction
 from itertools import islice
+from pathlib import Path
 
 import av
 import numpy as np
 
 from orchestrator.errors import InputError
-from orchestrator.recipes import get_recipe
-from workers.media.images import read_rgb, write_rgb
-from workers.media.video import SegmentWriter, iter_all, iter_segment, segment_ext
+from orchestrator.formats import Format
+from orchestrator.schema import Task
+from workers.media.images import read_pixels, read_rgb, write_rgb
+from workers.media.video import SegmentWriter, decoded_pixels, iter_all, iter_segment
 from workers.pipeline import Behind, prefetch
 from workers.runtime import Result, TaskContext
 
-FrameFn = Callable[[list[np.ndarray]], list[np.ndarray]]
-PairFn = Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
+
+@dataclass(frozen=True)
+class Batch:
+    source: list[np.ndarray]  # RGB [H, W, 3] frames of the source; empty if the stage reads none
+    inputs: list[list[np.ndarray]]  # per needed stage (recipe order): its frames of this batch
+    times_s: list[float]  # presentation time of each frame (0 for an image)
+
+    def __len__(self) -> int:
+        return len(self.times_s)
+
+
+FrameFn = Callable[[Batch], list[np.ndarray]]
+# One decoded frame of every stream a stage reads: (pts, source rgb or None, inputs' frames).
+_Row = tuple[int, np.ndarray | None, list[np.ndarray]]
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -36,87 +54,71 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
 
 
 def map_frames(ctx: TaskContext, fn: FrameFn, warmup: int = 0) -> Result:
+    """Run `fn` over this task's segment (or image) and write its output where planned."""
+    needs: list[str] = ctx.task.params.get("inputs", [])
+    by_stage = ctx.inputs()
+    parts = [next(t for t in by_stage[stage] if t.segment == ctx.task.segment) for stage in needs]
+    reads_source = bool(ctx.task.params.get("source", True))
+    if warmup and parts:
+        raise ValueError(f"{ctx.task.name}: warm-up frames are taken from the source only")
     if ctx.job.kind == "image":
-        return _map_image(ctx, lambda frames, _: fn(frames))
-    return _map_segment(ctx, lambda frames, _: fn(frames), warmup=warmup, warm=fn)
+        return _map_image(ctx, fn, parts, reads_source)
+    return _map_segment(ctx, fn, parts, reads_source, warmup)
 
 
-def map_frames_with(ctx: TaskContext, stage: str, fn: PairFn, alpha: bool = False) -> Result:
-    """Like map_frames, with `stage`'s output frames of this segment as fn's second list.
-
-    With `alpha`, fn returns RGBA frames, kept as PNG or as segments with alpha (ProRes 4444,
-    or VP9 for a WebM output).
-    """
-    (part,) = [t for t in ctx.inputs()[stage] if t.segment == ctx.task.segment]
-    if ctx.job.kind == "image":
-        return _map_image(ctx, fn, str(part.output_key))
-    return _map_segment(ctx, fn, companion=str(part.output_key), alpha=alpha)
-
-
-def _map_image(ctx: TaskContext, fn: PairFn, companion: str | None = None) -> Result:
-    key = ctx.segment_key("png")  # lossless between stages
-    with ctx.store.reading(ctx.job.source_key) as src:
-        rgb = read_rgb(src, ctx.job.input_name)
-    other = []
-    if companion is not None:
-        with ctx.store.reading(companion) as path:
-            other = [read_rgb(path, companion)]
-    (out,) = fn([rgb], other)
-    with ctx.store.writing(key) as tmp:
+def _map_image(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source: bool) -> Result:
+    source = []
+    if reads_source:
+        with ctx.store.reading(ctx.job.source_key) as src:
+            source = [read_rgb(src, ctx.job.input_name)]
+    inputs = []
+    for part in parts:
+        with ctx.store.reading(str(part.output_key)) as path:
+            inputs.append(
+                [read_pixels(path, str(part.output_key), Format.parse(str(part.output_format)).pixels)]
+            )
+    (out,) = fn(Batch(source, inputs, [0.0]))
+    with ctx.store.writing(ctx.output_key) as tmp:
         write_rgb(out, tmp, ".png")
         size = tmp.stat().st_size
     ctx.progress(1)
-    return Result(key, size)
+    return Result(size)
 
 
-def _map_segment(
-    ctx: TaskContext,
-    fn: PairFn,
-    *,
-    companion: str | None = None,
-    warmup: int = 0,
-    warm: FrameFn | None = None,
-    alpha: bool = False,
-) -> Result:
-    job, task, media = ctx.job, ctx.task, ctx.job.media
-    is_output = get_recipe(job.recipe).output == task.stage
-    key = ctx.segment_key(segment_ext(ctx.param("output_suffix"), alpha) if is_output else "mp4")
+def _map_segment(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source: bool, warmup: int) -> Result:
+    job, task, media, params = ctx.job, ctx.task, ctx.job.media, ctx.params
+    time_base = Fraction(media["time_base"])
     done = 0
     with ExitStack() as stack:
-        src = stack.enter_context(ctx.store.reading(job.source_key))
-        tmp = stack.enter_context(ctx.store.writing(key))
-        other = stack.enter_context(ctx.store.reading(companion)) if companion else None
+        tmp = stack.enter_context(ctx.store.writing(ctx.output_key))
+        streams: list[Iterator[av.VideoFrame]] = []
+        if reads_source:
+            src = stack.enter_context(ctx.store.reading(job.source_key))
+            streams.append(_source_frames(ctx, src, fn, warmup))
+        layouts = []
+        for part in parts:
+            path = stack.enter_context(ctx.store.reading(str(part.output_key)))
+            streams.append(iter_all(path, str(part.output_key)))
+            layouts.append(decoded_pixels(Format.parse(str(part.output_format))))
+        rows = _rows(streams, reads_source, layouts, job.input_name)
         with SegmentWriter(
             tmp,
+            ctx.output_format,
             width=media["width"],
             height=media["height"],
-            time_base=Fraction(media["time_base"]),
+            time_base=time_base,
             rate=Fraction(media["avg_rate"]),
-            crf=ctx.param("crf"),
-            preset=ctx.param("preset"),
-            alpha=alpha,
+            crf=params.crf,
+            preset=params.preset,
         ) as writer:
-            start, end = task.params["start_pts"], task.params["end_pts"]
-            previous = task.params.get("previous_start_pts")
-            if warmup and warm is not None and previous is not None:
-                frames = _warmed(iter_segment(src, job.input_name, previous, end), start, warmup, warm)
-            else:
-                frames = iter_segment(src, job.input_name, start, end)
-            decoded: Iterator[tuple[np.ndarray, int, np.ndarray | None]] = (
-                (frame.to_ndarray(format="rgb24"), int(frame.pts or 0), None) for frame in frames
-            )
-            if other is not None:
-                companions = (f.to_ndarray(format="rgb24") for f in iter_all(other, str(companion)))
-                decoded = ((rgb, pts, c) for (rgb, pts, _), c in zip(decoded, companions, strict=True))
-            batch_frames = ctx.param("batch_frames")
             # Decoding runs ahead and encoding behind in their own threads (see pipeline.py).
             encoder: Behind[tuple[np.ndarray, int]] = Behind(
-                lambda item: writer.write(*item), 2 * batch_frames
+                lambda item: writer.write(*item), 2 * params.batch_frames
             )
             with encoder:
-                for batch in batched(prefetch(decoded, 2 * batch_frames), batch_frames):
-                    outputs = fn([rgb for rgb, _, _ in batch], [c for _, _, c in batch if c is not None])
-                    for out, (_, pts, _) in zip(outputs, batch, strict=True):
+                for batch in batched(prefetch(rows, 2 * params.batch_frames), params.batch_frames):
+                    outputs = fn(_batch(batch, len(parts), time_base))
+                    for out, (pts, _, _) in zip(outputs, batch, strict=True):
                         encoder.put((out, pts))
                     done += len(batch)
                     ctx.progress(done)
@@ -126,13 +128,45 @@ def _map_segment(
                 f"corrupt video: segment {task.segment} decoded {done} of {task.frames_total} frames",
             )
         size = tmp.stat().st_size
-    return Result(key, size)
+    return Result(size)
 
 
-def _warmed(
-    frames: Iterator[av.VideoFrame], start: int, count: int, warm: FrameFn
-) -> Iterator[av.VideoFrame]:
-    """Frames from `start` on, after passing the last `count` frames before it through `warm`."""
+def _source_frames(ctx: TaskContext, src: Path, fn: FrameFn, warmup: int) -> Iterator[av.VideoFrame]:
+    task, name = ctx.task, ctx.job.input_name
+    start, end = task.params["start_pts"], task.params["end_pts"]
+    previous = task.params.get("previous_start_pts")
+    if warmup and previous is not None:
+        return _warmed(iter_segment(src, name, previous, end), start, warmup, fn)
+    return iter_segment(src, name, start, end)
+
+
+def _rows(
+    streams: list[Iterator[av.VideoFrame]], reads_source: bool, layouts: list[str], name: str
+) -> Iterator[_Row]:
+    """Frame i of every stream together. Segments keep the source's timestamps, so the first
+    stream's pts is every stream's; a stream that ends early or late is a corrupt segment."""
+    try:
+        for frames in zip(*streams, strict=True):
+            own = list(frames[1:] if reads_source else frames)
+            rgb = frames[0].to_ndarray(format="rgb24") if reads_source else None
+            inputs = [frame.to_ndarray(format=layout) for frame, layout in zip(own, layouts, strict=True)]
+            yield int(frames[0].pts or 0), rgb, inputs
+    except ValueError as exc:  # zip(strict=True): one stream ran out before the others
+        raise InputError(
+            name, f"a stage's segment does not match the source frame for frame ({exc})"
+        ) from None
+
+
+def _batch(rows: list[_Row], n_inputs: int, time_base: Fraction) -> Batch:
+    return Batch(
+        source=[rgb for _, rgb, _ in rows if rgb is not None],
+        inputs=[[inputs[i] for _, _, inputs in rows] for i in range(n_inputs)],
+        times_s=[float(pts * time_base) for pts, _, _ in rows],
+    )
+
+
+def _warmed(frames: Iterator[av.VideoFrame], start: int, count: int, fn: FrameFn) -> Iterator[av.VideoFrame]:
+    """Frames from `start` on, after passing the last `count` frames before it through `fn`."""
     before: deque[av.VideoFrame] = deque(maxlen=count)
     warmed = False
     for frame in frames:
@@ -142,5 +176,6 @@ def _warmed(
         if not warmed:
             warmed = True
             if before:
-                warm([f.to_ndarray(format="rgb24") for f in before])
+                rgb = [f.to_ndarray(format="rgb24") for f in before]
+                fn(Batch(rgb, [], [float(f.time or 0.0) for f in before]))
         yield frame

@@ -14,39 +14,30 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
+from functools import cache, cached_property
 
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.db import make_engine, make_sessions, upgrade
 from orchestrator.errors import Cancelled, ConfigError, InputError, TransientError
+from orchestrator.formats import Format
+from orchestrator.params import JobParams
 from orchestrator.repository import Expansion, Repository
 from orchestrator.retry import RetryPolicy
 from orchestrator.schema import Job, Task
 from orchestrator.settings import Settings
-from orchestrator.store import Store, open_store, segment_key
+from orchestrator.store import Store, open_store
+from orchestrator.tasktypes import task_type
 
 log = logging.getLogger("frameq.worker")
-
-# Task name -> "module:function". Resolved on first use, so a worker imports (and loads
-# models for) only the task types it runs.
-HANDLERS = {
-    "media.plan": "workers.tasks.plan:plan",
-    "media.assemble": "workers.tasks.assemble:assemble",
-    "style.cartoon": "workers.tasks.style:cartoon",
-    "matte.person": "workers.tasks.matte:person",
-    "composite.bg_blur": "workers.tasks.composite:bg_blur",
-    "composite.cutout": "workers.tasks.composite:cutout",
-    "composite.bg_replace": "workers.tasks.composite:bg_replace",
-}
 
 HEARTBEAT_S = 1.0
 
 
 @dataclass(frozen=True)
 class Result:
-    output_key: str | None
+    """What a handler reports: the size of what it wrote at its task's output key."""
+
     size_bytes: int = 0
     expansion: Expansion | None = None
     also_stored: list[tuple[str, int]] = field(default_factory=list)  # (key, size) of other objects
@@ -131,15 +122,26 @@ class TaskContext:
     def settings(self) -> Settings:
         return self.runtime.settings
 
-    def param(self, name: str) -> Any:
-        """A job parameter fixed at submit time (crf, preset, …), so every worker agrees."""
-        return self.job.params[name]
+    @cached_property
+    def params(self) -> JobParams:
+        """The job's parameters, fixed at submit time (crf, matte model, …): every worker agrees."""
+        return JobParams.from_json(self.job.params)
 
-    def segment_key(self, ext: str) -> str:
-        assert self.task.segment is not None
-        return segment_key(self.job.id, self.task.stage, self.task.segment, ext)
+    @property
+    def output_key(self) -> str:
+        """Where this task writes its result, decided when the job was planned."""
+        if self.task.output_key is None:
+            raise RuntimeError(f"task {self.task.id} ({self.task.name}) has no output key")
+        return self.task.output_key
+
+    @property
+    def output_format(self) -> Format:
+        if self.task.output_format is None:
+            raise RuntimeError(f"task {self.task.id} ({self.task.name}) has no output format")
+        return Format.parse(self.task.output_format)
 
     def inputs(self) -> dict[str, list[Task]]:
+        """The finished tasks this one reads, by stage, in segment order."""
         return self.runtime.repo.inputs(self.task.id)
 
     def progress(self, frames_done: int) -> None:
@@ -154,7 +156,9 @@ Handler = Callable[[TaskContext], Result]
 
 @cache
 def handler_for(task_name: str) -> Handler:
-    module, _, function = HANDLERS[task_name].partition(":")
+    """The task type's handler, imported on first use: a worker imports (and loads models for)
+    only the task types it runs."""
+    module, _, function = task_type(task_name).handler.partition(":")
     return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
 
 
@@ -195,7 +199,6 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
     return Outcome(
         repo.complete(
             task.id,
-            result.output_key,
             result.size_bytes,
             result.expansion,
             worker=runtime.name,

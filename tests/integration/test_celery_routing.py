@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from orchestrator.errors import ConfigError
-from orchestrator.routing import QUEUES, TASK_QUEUES
 from orchestrator.settings import Settings
+from orchestrator.tasktypes import QUEUES, TASK_TYPES, task_names
 from workers.celery_app import make_app
 
 
@@ -24,7 +24,7 @@ def settings(tmp_path: Path, broker: str | None) -> Settings:
 def test_app_declares_every_queue_and_reliability_options(tmp_path: Path) -> None:
     app = make_app(settings(tmp_path, "redis://127.0.0.1:6379/15"))
     assert sorted(q.name for q in app.conf.task_queues) == sorted(QUEUES)
-    assert set(TASK_QUEUES) <= set(app.tasks)
+    assert set(TASK_TYPES) <= set(app.tasks)
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
     assert app.conf.worker_prefetch_multiplier == 1
 
@@ -36,12 +36,12 @@ def test_app_needs_a_broker(tmp_path: Path) -> None:
 
 def test_each_task_type_lands_in_its_queue_on_redis(tmp_path: Path, redis_url: str) -> None:
     app = make_app(settings(tmp_path, redis_url))
-    for task_id, name in enumerate(TASK_QUEUES):
+    for task_id, name in enumerate(TASK_TYPES):
         app.send_task(name, args=[task_id])
     client = redis.Redis.from_url(redis_url)
     for queue in QUEUES:
         names = [json.loads(raw)["headers"]["task"] for raw in client.lrange(queue, 0, -1)]
-        assert sorted(names) == sorted(n for n, q in TASK_QUEUES.items() if q == queue)
+        assert sorted(names) == sorted(task_names(queue))
 
 
 def test_reconciler_resends_only_what_the_broker_lost(tmp_path: Path, redis_url: str, sessions) -> None:

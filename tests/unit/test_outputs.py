@@ -8,12 +8,14 @@ import pytest
 
 from orchestrator.errors import FrameqError
 from orchestrator.outputs import copy_outputs, output_keys, stage_output_path
+from orchestrator.params import JobParams
 from orchestrator.schema import Job
 from orchestrator.store import LocalStore, output_key, stage_output_key
 
 
 def finished(kind: str, also: list[str]) -> Job:
-    return Job(id="j1", kind=kind, output_key=output_key("j1", "mov"), params={"also_outputs": also})
+    params = JobParams(".mov", also_outputs=tuple(also)).to_json()
+    return Job(id="j1", kind=kind, output_key=output_key("j1", "mov"), params=params)
 
 
 def test_the_matte_lands_beside_the_output() -> None:

@@ -4,6 +4,7 @@ from fractions import Fraction
 import pytest
 
 from orchestrator.errors import RecipeError
+from orchestrator.params import JobParams
 from orchestrator.planning import Segment, cut_segments, expand
 from orchestrator.recipes import Recipe, Stage, get_recipe
 
@@ -45,7 +46,9 @@ def test_expand_makes_stage_tasks_per_segment_and_one_assemble() -> None:
         (Stage("a", "style.cartoon"), Stage("b", "style.cartoon", needs=("a",))),
         output="b",
     )
-    specs = expand(recipe, [Segment(0, 0, 100, 4), Segment(1, 100, None, 3)])
+    specs = expand(
+        recipe, [Segment(0, 0, 100, 4), Segment(1, 100, None, 3)], "video", "j1", JobParams(".mp4")
+    )
     assert [(s.stage, s.segment) for s in specs] == [
         ("a", 0),
         ("b", 0),
@@ -57,12 +60,37 @@ def test_expand_makes_stage_tasks_per_segment_and_one_assemble() -> None:
     assert specs[-1].needs == (("b", 0), ("b", 1))
     assert specs[2].params["start_pts"] == 100 and specs[2].frames_total == 3
     assert specs[0].queue == "style" and specs[-1].queue == "media"
+    # The planner decides every key and format: lossless between stages, H.264 for the output
+    assert [(s.output_key, s.output_format) for s in specs] == [
+        ("jobs/j1/a/00000.mkv", "x264rgb:rgb"),
+        ("jobs/j1/b/00000.mp4", "h264:rgb"),
+        ("jobs/j1/a/00001.mkv", "x264rgb:rgb"),
+        ("jobs/j1/b/00001.mp4", "h264:rgb"),
+        ("jobs/j1/output.mp4", None),
+    ]
+    assert specs[1].params["inputs"] == ["a"] and specs[1].params["source"] is True
+
+
+def test_an_image_job_writes_png_between_stages_and_its_own_format_at_the_end() -> None:
+    specs = expand(get_recipe("bg-blur"), [Segment(0, 0, None, 1)], "image", "j2", JobParams(".jpg"))
+    assert [(s.stage, s.output_key, s.output_format) for s in specs] == [
+        ("matte", "jobs/j2/matte/00000.png", "png:grey"),
+        ("composite", "jobs/j2/composite/00000.png", "png:rgb"),
+        ("assemble", "jobs/j2/output.jpg", None),
+    ]
 
 
 def test_a_stage_asked_for_as_well_is_assembled_too() -> None:
-    specs = expand(get_recipe("cutout"), [Segment(0, 0, 100, 4), Segment(1, 100, None, 3)], also=("matte",))
+    params = JobParams(".webm", also_outputs=("matte",))
+    specs = expand(
+        get_recipe("cutout"), [Segment(0, 0, 100, 4), Segment(1, 100, None, 3)], "video", "j", params
+    )
     assemble = specs[-1]
-    assert assemble.params == {"stage": "composite", "also": ["matte"]}
+    assert assemble.params == {
+        "stage": "composite",
+        "also": [{"stage": "matte", "key": "jobs/j/matte.mp4", "format": "h264:grey"}],
+    }
+    assert specs[1].output_format == "vp9:rgba"  # the output stage takes the output's codec
     assert set(assemble.needs) == {("composite", 0), ("composite", 1), ("matte", 0), ("matte", 1)}
 
 
@@ -75,5 +103,7 @@ def test_recipe_validation() -> None:
         Recipe("bad", "", (Stage("a", "style.cartoon"),), "z")
     with pytest.raises(RecipeError, match="taken"):
         Recipe("bad", "", (Stage("assemble", "style.cartoon"),), "assemble")
+    with pytest.raises(RecipeError, match="feed nothing"):  # two ends: only one may be the output
+        Recipe("bad", "", (Stage("a", "style.cartoon"), Stage("b", "style.cartoon")), "b")
     with pytest.raises(RecipeError, match="unknown recipe 'nope'"):
         get_recipe("nope")

@@ -14,7 +14,7 @@ import pytest
 import models.weights
 from models.person import LANDMARK_MODELS
 from models.weights import MODELS, ModelMissingError, model_path, pull
-from orchestrator.settings import MATTE_MODELS
+from orchestrator.params import MATTE_MODELS
 
 
 def test_every_matte_model_setting_names_a_pinned_network() -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from contextlib import ExitStack
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
 import av
 from av.audio.stream import AudioStream
 
-from workers.media.video import bitexact
+from orchestrator.formats import Format
+from workers.media.video import SegmentWriter, bitexact, decoded_pixels, iter_all
 
 # Audio codecs each muxer takes as they are (checked with this FFmpeg); Matroska takes any.
 COPYABLE_AUDIO = {
@@ -36,9 +38,7 @@ def audio_copyable(codec: str, suffix: str) -> bool:
     return suffix == ".mkv" or codec in COPYABLE_AUDIO.get(suffix, set())
 
 
-def assemble_video(
-    segments: list[Path], source: Path, out: Path, rotation: int = 0, audio: bool = True
-) -> None:
+def assemble_video(segments: list[Path], source: Path, out: Path, rotation: int = 0) -> None:
     with ExitStack() as stack:
         output = stack.enter_context(av.open(str(out), mode="w", container_options=bitexact(out)))
         inputs = [stack.enter_context(av.open(str(p))) for p in segments]
@@ -51,7 +51,7 @@ def assemble_video(
             video_out.set_display_rotation(rotation)
         feeds = [_video_packets(inputs, video_out)]
         suffix = out.suffix.lower()
-        for track in src.streams.audio if audio else ():
+        for track in src.streams.audio:
             if audio_copyable(track.codec_context.name, suffix):
                 feeds.append(_copied(src.name, track.index, output.add_stream_from_template(track)))
             else:
@@ -112,3 +112,24 @@ def _reencoded(path: str, index: int, stream: Any) -> Iterator[tuple[float, int,
                 yield float(packet.pts * packet.time_base), 1, packet
         for packet in stream.encode(None):
             yield float(packet.pts * packet.time_base), 1, packet
+
+
+def reencode_video(
+    segments: list[Path], formats: list[Format], out: Path, fmt: Format, media: dict, *, crf: int, preset: str
+) -> None:
+    """Decode segments in order and encode them as one video of `fmt`, timestamps kept (for a
+    stage whose segments travel losslessly between stages but are wanted as a small file)."""
+    with SegmentWriter(
+        out,
+        fmt,
+        width=media["width"],
+        height=media["height"],
+        time_base=Fraction(media["time_base"]),
+        rate=Fraction(media["avg_rate"]),
+        crf=crf,
+        preset=preset,
+        rotation=media.get("rotation", 0),
+    ) as writer:
+        for path, segment_format in zip(segments, formats, strict=True):
+            for frame in iter_all(path, path.name):
+                writer.write(frame.to_ndarray(format=decoded_pixels(segment_format)), int(frame.pts or 0))

@@ -24,9 +24,14 @@ def cover(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 class Background:
-    """Background frames at given times (seconds), fitted to the output's size."""
+    """Background frames at given times (seconds), fitted to the frames as they are shown and
+    turned into the orientation they are stored in: a phone video stored landscape and shown
+    upright (`rotation`, degrees counter-clockwise) gets an upright background."""
 
-    def __init__(self, spec: dict, path: Path | None, height: int, width: int) -> None:
+    def __init__(self, spec: dict, path: Path | None, height: int, width: int, rotation: int = 0) -> None:
+        self.turns = (rotation // 90) % 4
+        if self.turns % 2:  # shown sideways: fit to the shown size
+            height, width = width, height
         self.height, self.width = height, width
         self.still: np.ndarray | None = None
         self.path = path
@@ -38,7 +43,7 @@ class Background:
             self.still = np.full((height, width, 3), spec["colour"], np.uint8)
         elif spec.get("kind") == "image":
             assert path is not None
-            self.still = cover(read_rgb(path, "background image"), height, width)
+            self.still = self._stored(cover(read_rgb(path, "background image"), height, width))
         else:
             assert path is not None
             try:
@@ -65,4 +70,9 @@ class Background:
         with av.open(str(self.path)) as container:
             for frame in container.decode(container.streams.video[0]):
                 if frame.time is not None:
-                    yield frame.time, cover(frame.to_ndarray(format="rgb24"), self.height, self.width)
+                    shown = cover(frame.to_ndarray(format="rgb24"), self.height, self.width)
+                    yield frame.time, self._stored(shown)
+
+    def _stored(self, shown: np.ndarray) -> np.ndarray:
+        """Undo the display rotation (np.rot90 turns counter-clockwise for positive k)."""
+        return np.ascontiguousarray(np.rot90(shown, -self.turns)) if self.turns else shown

@@ -22,7 +22,21 @@ def read_rgb(path: Path, name: str) -> np.ndarray:
         raise InputError(name, f"not a readable image ({exc})") from None
 
 
+# Pillow's modes for what a stage's frames hold (orchestrator/formats.py PIXELS).
+MODES = {"rgb": "RGB", "rgba": "RGBA", "grey": "L"}
+
+
+def read_pixels(path: Path, name: str, pixels: str) -> np.ndarray:
+    """An intermediate PNG as the arrays its stage wrote: [H, W, 3], [H, W, 4] or [H, W] (grey)."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert(MODES[pixels]))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(name, f"not a readable image ({exc})") from None
+
+
 def write_rgb(rgb: np.ndarray, path: Path, suffix: str | None = None) -> None:
+    """Any of the layouts above (Pillow picks the mode from the array's shape)."""
     suffix = (suffix or path.suffix).lower()
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[suffix]
     Image.fromarray(rgb).save(path, format=fmt, **SAVE_OPTIONS.get(suffix, {}))

@@ -13,11 +13,18 @@ import numpy as np
 from av.video.stream import VideoStream
 
 from orchestrator.errors import InputError
+from orchestrator.formats import Format
 
-# Segment formats by file extension. Segments are stream-copied into the output, so the output
-# stage's segments carry the output's codec: VP9 for WebM, ProRes 4444 for video with alpha in
-# MOV, H.264 for everything else (and for every intermediate stage).
-SEGMENT_CODECS = {"mp4": "libx264", "mov": "prores_ks", "webm": "libvpx-vp9"}
+# Encoders of the segment formats (orchestrator/formats.py decides which a task writes).
+ENCODERS = {
+    "h264": "libx264",
+    "prores": "prores_ks",
+    "vp9": "libvpx-vp9",
+    "ffv1": "ffv1",
+    "x264rgb": "libx264rgb",
+}
+# How a task's frames are handed to the encoder, by what they hold.
+FRAME_PIXELS = {"rgb": "rgb24", "rgba": "rgba", "grey": "gray"}
 # VP9's constant-quality scale runs 0-63 where H.264's runs 0-51: FRAMEQ_CRF + 11, so the default
 # 20 gives 31, the CRF recommended for 1080p VP9 on demand (Google's "VP9 settings for VOD").
 VP9_CRF_OFFSET = 11
@@ -27,13 +34,6 @@ def bitexact(path: Path) -> dict[str, str]:
     """Muxer options: Matroska (WebM) writes a random segment id unless told to be bit-exact,
     and equal input must give equal output."""
     return {"fflags": "+bitexact"} if path.suffix.lower() in (".webm", ".mkv") else {}
-
-
-def segment_ext(output_suffix: str, alpha: bool) -> str:
-    """The segment format of a job's output stage (intermediate stages always use "mp4")."""
-    if output_suffix == ".webm":
-        return "webm"
-    return "mov" if alpha else "mp4"
 
 
 def iter_segment(path: Path, name: str, start_pts: int, end_pts: int | None) -> Iterator[av.VideoFrame]:
@@ -59,6 +59,36 @@ def iter_segment(path: Path, name: str, start_pts: int, end_pts: int | None) -> 
         raise InputError(name, f"corrupt video while decoding ({exc})") from None
 
 
+def _encoding(fmt: Format, width: int, height: int, crf: int, preset: str) -> tuple[str, dict[str, object]]:
+    """(pix_fmt, encoder options) of a segment format."""
+    if fmt.codec == "prores":
+        return "yuva444p10le", {"profile": "4444", "alpha_bits": "16"}
+    if fmt.codec == "vp9":
+        # 4:2:0 (odd sizes too): the only VP9 layout that carries alpha, and what browsers play.
+        # b=0: constant quality; cpu-used 4 with row threads is libvpx's usual speed/quality
+        # point for files (lower is slower).
+        options = {"crf": str(min(63, crf + VP9_CRF_OFFSET)), "b": "0", "deadline": "good"}
+        return ("yuva420p" if fmt.pixels == "rgba" else "yuv420p"), {
+            **options,
+            "cpu-used": "4",
+            "row-mt": "1",
+        }
+    if fmt.codec == "ffv1":  # lossless, one plane for a matte
+        return {"grey": "gray", "rgba": "bgra", "rgb": "bgr0"}[fmt.pixels], {"level": "3", "slices": "4"}
+    if fmt.codec == "x264rgb":  # lossless RGB (qp 0 in RGB, no colour conversion)
+        return "bgr24", {"qp": "0", "preset": "ultrafast"}
+    # H.264: 4:2:0 needs even sizes; odd ones keep their exact size in 4:4:4 instead.
+    # mbtree off: with it, x264 (as bundled with PyAV) gave different bytes for the same frames
+    # from run to run (measured, also single-threaded); equal input must give equal output.
+    pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    return pix_fmt, {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
+
+
+def decoded_pixels(fmt: Format) -> str:
+    """The numpy layout a reader of `fmt` segments gets: what its writer was given."""
+    return FRAME_PIXELS[fmt.pixels]
+
+
 def iter_all(path: Path, name: str) -> Iterator[av.VideoFrame]:
     """Every frame of a file's first video stream, in presentation order."""
     try:
@@ -71,13 +101,13 @@ def iter_all(path: Path, name: str) -> Iterator[av.VideoFrame]:
 
 
 class SegmentWriter:
-    """Frames written at the source's timestamps into one segment file, whose extension picks
-    the format (SEGMENT_CODECS): RGB frames, or with `alpha` RGBA frames (ProRes 4444 in MOV,
-    10-bit 4:4:4 with alpha; or VP9 with alpha in WebM)."""
+    """Frames written at the source's timestamps into one segment file in the format `fmt`:
+    RGB, RGBA or grey frames as numpy arrays ([H, W, 3], [H, W, 4] or [H, W])."""
 
     def __init__(
         self,
         path: Path,
+        fmt: Format,
         *,
         width: int,
         height: int,
@@ -86,48 +116,26 @@ class SegmentWriter:
         crf: int,
         preset: str,
         rotation: int = 0,
-        alpha: bool = False,
     ) -> None:
-        ext = path.suffix.lstrip(".")
-        # H.264 here carries no alpha; ProRes segments exist only for alpha
-        if ext not in SEGMENT_CODECS or (alpha and ext == "mp4") or (not alpha and ext == "mov"):
-            raise ValueError(f"no .{ext} segments {'with' if alpha else 'without'} alpha")
-        self.container = av.open(str(path), mode="w", format=ext, container_options=bitexact(path))
-        self.stream = cast(VideoStream, self.container.add_stream(SEGMENT_CODECS[ext], rate=rate))
+        # H.264 carries no alpha here, and ProRes segments exist only for alpha.
+        alpha_ok = fmt.pixels != "rgba" or fmt.codec in ("prores", "vp9", "ffv1")
+        if fmt.codec not in ENCODERS or not alpha_ok or (fmt.codec == "prores" and fmt.pixels != "rgba"):
+            raise ValueError(f"no {fmt} segments")
+        muxer = "matroska" if fmt.ext == "mkv" else fmt.ext
+        self.container = av.open(str(path), mode="w", format=muxer, container_options=bitexact(path))
+        self.stream = cast(VideoStream, self.container.add_stream(ENCODERS[fmt.codec], rate=rate))
         self.stream.width = width
         self.stream.height = height
-        self.pixels = "rgba" if alpha else "rgb24"
+        self.pixels = FRAME_PIXELS[fmt.pixels]
         self.time_base = time_base
         self.stream.time_base = time_base
         self.stream.codec_context.time_base = time_base
         if rotation:
             self.stream.set_display_rotation(rotation)
-        if ext == "mov":
-            self.stream.pix_fmt = "yuva444p10le"
-            self.stream.options = {"profile": "4444", "alpha_bits": "16"}
-        elif ext == "webm":
-            # 4:2:0 (odd sizes too): the only VP9 layout that carries alpha, and what browsers play.
-            self.stream.pix_fmt = "yuva420p" if alpha else "yuv420p"
-            vp9_crf = min(63, crf + VP9_CRF_OFFSET)
-            # b=0: constant quality; cpu-used 4 with row threads is libvpx's usual speed/quality
-            # point for files (lower is slower).
-            self.stream.options = {
-                "crf": str(vp9_crf),
-                "b": "0",
-                "deadline": "good",
-                "cpu-used": "4",
-                "row-mt": "1",
-            }
-        else:
-            # 4:2:0 needs even sizes; odd ones keep their exact size in 4:4:4 instead.
-            self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-            # mbtree off: with it, x264 (as bundled with PyAV) gave different bytes for the same
-            # frames from run to run (measured, also single-threaded); equal input must give
-            # equal output.
-            self.stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
+        self.stream.pix_fmt, self.stream.options = _encoding(fmt, width, height, crf, preset)
 
-    def write(self, rgb: np.ndarray, pts: int) -> None:
-        frame = av.VideoFrame.from_ndarray(rgb, format=self.pixels)
+    def write(self, pixels: np.ndarray, pts: int) -> None:
+        frame = av.VideoFrame.from_ndarray(pixels, format=self.pixels)
         frame.pts = pts
         frame.time_base = self.time_base
         self.container.mux(self.stream.encode(frame))

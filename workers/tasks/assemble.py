@@ -1,32 +1,34 @@
-"""media.assemble: join the output stage's segments and restore the source audio; join any
-earlier stage asked for as an output of its own (the matte) the same way, without audio."""
+"""media.assemble: join the output stage's segments and restore the source audio; write any
+earlier stage asked for as an output of its own (the matte) beside it, without audio.
+
+The job's terminal task: its completion marks the job done. Every key it writes was decided
+when the job was planned.
+"""
 
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import PurePosixPath
 
+from orchestrator.formats import Format
 from orchestrator.schema import Task
-from orchestrator.store import output_key, stage_output_key
-from workers.media.assemble import assemble_video
+from workers.media.assemble import assemble_video, reencode_video
 from workers.media.images import convert_image
 from workers.runtime import Result, TaskContext
 
 
 def assemble(ctx: TaskContext) -> Result:
-    job = ctx.job
-    suffix = ctx.param("output_suffix")
     inputs = ctx.inputs()
-    result = _join(ctx, inputs[ctx.task.params["stage"]], output_key(job.id, suffix.lstrip(".")), audio=True)
+    size = _join(ctx, inputs[ctx.task.params["stage"]], ctx.output_key)
     also = [
-        _join(ctx, inputs[stage], stage_output_key(job.id, stage, str(job.kind)), audio=False)
-        for stage in ctx.task.params.get("also", ())
+        (extra["key"], _write_extra(ctx, inputs[extra["stage"]], extra["key"], Format.parse(extra["format"])))
+        for extra in ctx.task.params.get("also", ())
     ]
-    return replace(result, also_stored=[(str(r.output_key), r.size_bytes) for r in also])
+    return Result(size, also_stored=also)
 
 
-def _join(ctx: TaskContext, parts: list[Task], key: str, audio: bool) -> Result:
+def _join(ctx: TaskContext, parts: list[Task], key: str) -> int:
+    """The output: segments stream-copied (they are in the output's codec), with the audio."""
     job = ctx.job
     with ExitStack() as stack:
         paths = [stack.enter_context(ctx.store.reading(str(part.output_key))) for part in parts]
@@ -35,6 +37,20 @@ def _join(ctx: TaskContext, parts: list[Task], key: str, audio: bool) -> Result:
             convert_image(paths[0], tmp, PurePosixPath(key).suffix)
         else:
             source = stack.enter_context(ctx.store.reading(job.source_key))
-            assemble_video(paths, source, tmp, rotation=job.media.get("rotation", 0), audio=audio)
-        size = tmp.stat().st_size
-    return Result(key, size)
+            assemble_video(paths, source, tmp, rotation=job.media.get("rotation", 0))
+        return tmp.stat().st_size
+
+
+def _write_extra(ctx: TaskContext, parts: list[Task], key: str, fmt: Format) -> int:
+    """An intermediate stage as an output of its own: its lossless segments re-encoded into one
+    file of `fmt` (an image's PNG is copied as it is)."""
+    job, params = ctx.job, ctx.params
+    with ExitStack() as stack:
+        paths = [stack.enter_context(ctx.store.reading(str(part.output_key))) for part in parts]
+        tmp = stack.enter_context(ctx.store.writing(key))
+        if job.kind == "image":
+            convert_image(paths[0], tmp, PurePosixPath(key).suffix)
+        else:
+            fmts = [Format.parse(str(part.output_format)) for part in parts]
+            reencode_video(paths, fmts, tmp, fmt, job.media, crf=params.crf, preset=params.preset)
+        return tmp.stat().st_size

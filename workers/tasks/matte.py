@@ -1,17 +1,16 @@
-"""matte.*: person alpha mattes, written as greyscale frames (white = person)."""
+"""matte.*: person alpha mattes, one grey channel per frame (255 = person)."""
 
 from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
 import torch
 
 from models.device import compute_dtype, pick_device, to_tensor
 from models.person import MatteState, PersonMatter, alpha_to_uint8
 from models.weights import ModelMissingError
 from orchestrator.errors import ConfigError
-from workers.frames import map_frames
+from workers.frames import Batch, map_frames
 from workers.runtime import Result, TaskContext
 
 # Frames of the previous segment matted first (outputs dropped) so the temporal state is
@@ -21,7 +20,7 @@ WARMUP_FRAMES = 8
 
 @cache
 def _matter(device_name: str, landmark: str) -> PersonMatter:
-    """Loaded once per worker process, on first use (after the pool has forked)."""
+    """Loaded once per worker process and network, on first use (after the pool has forked)."""
     device = pick_device(device_name)
     try:
         return PersonMatter(device, compute_dtype(device), landmark)
@@ -30,12 +29,12 @@ def _matter(device_name: str, landmark: str) -> PersonMatter:
 
 
 def person(ctx: TaskContext) -> Result:
-    matter = _matter(ctx.settings.device, ctx.settings.matte_model)
+    # The network is the job's choice, so every worker of one job mattes alike.
+    matter = _matter(ctx.settings.device, ctx.params.matte_model)
     state = MatteState() if ctx.job.kind == "video" else None
 
     @torch.inference_mode()
-    def fn(frames: list[np.ndarray]) -> list[np.ndarray]:
-        alpha = alpha_to_uint8(matter(to_tensor(frames, matter.device), state))
-        return [np.repeat(a[:, :, None], 3, axis=2) for a in alpha]
+    def fn(batch: Batch) -> list:
+        return list(alpha_to_uint8(matter(to_tensor(batch.source, matter.device), state)))
 
     return map_frames(ctx, fn, warmup=WARMUP_FRAMES)

@@ -10,13 +10,13 @@ from workers.runtime import Result, TaskContext
 
 
 def plan(ctx: TaskContext) -> Result:
-    job = ctx.job
+    job, params = ctx.job, ctx.params
     with ctx.store.reading(job.source_key) as path:
-        info = probe(path, job.input_name, ctx.param("max_pixels"))
+        info = probe(path, job.input_name, params.max_pixels)
     if isinstance(info, ImageInfo):
         kind, segments = "image", [Segment(0, 0, None, 1)]
     else:
         kind = "video"
-        segments = cut_segments(info.frame_pts, info.keyframe_pts, info.time_base, ctx.param("segment_s"))
-    specs = expand(get_recipe(job.recipe), segments, tuple(job.params.get("also_outputs", ())))
-    return Result(None, expansion=Expansion(kind, info.summary(), specs))
+        segments = cut_segments(info.frame_pts, info.keyframe_pts, info.time_base, params.segment_s)
+    specs = expand(get_recipe(job.recipe), segments, kind, job.id, params)
+    return Result(expansion=Expansion(kind, info.summary(), sum(s.frames for s in segments), specs))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
 import torch
 
 from models.cartoon import cartoon as cartoon_op
 from models.device import pick_device, to_tensor, to_uint8
-from workers.frames import map_frames
+from workers.frames import Batch, map_frames
 from workers.runtime import Result, TaskContext
 
 
@@ -22,7 +21,7 @@ def cartoon(ctx: TaskContext) -> Result:
     device = _device(ctx.settings.device)
 
     @torch.inference_mode()
-    def fn(frames: list[np.ndarray]) -> list[np.ndarray]:
-        return to_uint8(cartoon_op(to_tensor(frames, device)))
+    def fn(batch: Batch) -> list:
+        return to_uint8(cartoon_op(to_tensor(batch.source, device)))
 
     return map_frames(ctx, fn)

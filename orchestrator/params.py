@@ -1,0 +1,73 @@
+"""Job parameters: everything a job fixes when it is submitted, validated once, stored with the
+job and read by every worker as attributes, so all the workers of one job agree (the matte
+network, the encoder settings, ...) whatever their own environment says.
+
+The rules for each value live here; `Settings` (the defaults, from the environment) checks its
+own copies with the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from orchestrator.errors import ConfigError
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
+# The pose-landmark networks the matte stage can run (models/person.py LANDMARK_MODELS).
+MATTE_MODELS = ("heavy", "full")
+
+
+def check_encoding(crf: int, preset: str) -> None:
+    if not 0 <= crf <= 51:
+        raise ConfigError(f"crf (quality) must be within 0..51, got {crf}")
+    if preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+
+
+def check_work(segment_s: float, batch_frames: int, max_pixels: int, matte_model: str) -> None:
+    if not segment_s > 0:
+        raise ConfigError(f"segment length must be > 0 seconds, got {segment_s}")
+    if not 1 <= batch_frames <= 256:
+        raise ConfigError(f"batch frames must be within 1..256, got {batch_frames}")
+    if max_pixels < 64 * 64:
+        raise ConfigError(f"max pixels must be at least 4096, got {max_pixels}")
+    if matte_model not in MATTE_MODELS:
+        raise ConfigError(f"FRAMEQ_MATTE_MODEL must be one of {', '.join(MATTE_MODELS)}, got {matte_model!r}")
+
+
+@dataclass(frozen=True)
+class JobParams:
+    output_suffix: str  # the output's format: ".mp4", ".webm", ".png", ...
+    crf: int = 20
+    preset: str = "fast"
+    segment_s: float = 2.0
+    batch_frames: int = 8
+    max_pixels: int = 4096 * 4096
+    matte_model: str = "heavy"
+    # bg-replace: {"colour": [r, g, b]} or {"kind": "image" | "video", "key": store key}
+    background: dict[str, Any] | None = None
+    also_outputs: tuple[str, ...] = ()  # earlier stages written as outputs too (the matte)
+    keep_intermediates: bool = False  # keep every stage's segments after the job is done
+    extra: dict[str, Any] = field(default_factory=dict)  # recipe options later stages add
+
+    def __post_init__(self) -> None:
+        if not self.output_suffix.startswith("."):
+            raise ConfigError(f"output suffix must start with a dot, got {self.output_suffix!r}")
+        check_encoding(self.crf, self.preset)
+        check_work(self.segment_s, self.batch_frames, self.max_pixels, self.matte_model)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["also_outputs"] = list(self.also_outputs)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobParams:
+        """Read back what `to_json` stored; unknown keys (from a newer frameq) are refused."""
+        known = {f.name for f in fields(cls)}
+        if unknown := set(data) - known:
+            raise ConfigError(f"job parameters not known to this frameq: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        values["also_outputs"] = tuple(values.get("also_outputs") or ())
+        return cls(**values)
