@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.filters import gaussian_blur, self_guided_filter
-
-LUMA = (0.299, 0.587, 0.114)
+from models.colour import luma
+from models.filters import gaussian_blur
+from models.guided import self_guided_filter
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,6 @@ class CartoonParams:
     edge_gain: float = 60.0
 
 
-def luminance(rgb: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] -> [B, 1, H, W]."""
-    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
-    return LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
-
-
 def cartoon(frames: torch.Tensor, params: CartoonParams = CartoonParams()) -> torch.Tensor:
     """RGB [B, 3, H, W] in 0..1 -> stylised RGB of the same shape."""
     height, width = frames.shape[-2:]
@@ -53,7 +47,7 @@ def cartoon(frames: torch.Tensor, params: CartoonParams = CartoonParams()) -> to
     for _ in range(params.smooth_passes):
         smooth = self_guided_filter(smooth, params.smooth_radius, params.smooth_eps)
 
-    lines = _ink_lines(luminance(smooth), params)  # [B, 1, h, w], 1 = no line
+    lines = _ink_lines(luma(smooth), params)  # [B, 1, h, w], 1 = no line
     colours = _quantise(smooth, params)
     out = colours * lines
     if scale < 1.0:
@@ -63,7 +57,7 @@ def cartoon(frames: torch.Tensor, params: CartoonParams = CartoonParams()) -> to
 
 def _quantise(rgb: torch.Tensor, params: CartoonParams) -> torch.Tensor:
     """Soft-step the luminance to `levels` values and scale the colour to match it."""
-    y = luminance(rgb)
+    y = luma(rgb)
     step = 1.0 / params.levels
     nearest = torch.round(y / step) * step
     y_q = nearest + (step / 2) * torch.tanh(params.sharpness * (y - nearest) / step)

@@ -5,18 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [B, C, H, W], borders reflected."""
-    radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-(t * t) / (2 * sigma * sigma))
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    horizontal = kernel.reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
-    vertical = kernel.reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), horizontal, groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), vertical, groups=c)
+from models.filters import gaussian_blur
 
 
 def blur_background(frames: torch.Tensor, alpha: torch.Tensor, strength: float = 0.02) -> torch.Tensor:

@@ -1,8 +1,8 @@
-"""Separable blurs and the guided filter, batched over [B, C, H, W] tensors.
+"""Separable window filters over batched [B, C, H, W] tensors: the Gaussian blur, the box mean.
 
-Blurs are sums of shifted views of a replicate-padded tensor: on a CPU this beats both
-`avg_pool2d` and depthwise `conv2d` for the small windows used here (2-4x, measured on
-8x3x540x960), and it runs unchanged on CUDA.
+Both are sums of shifted views of the tensor: on a CPU this beats `avg_pool2d` (3-4x for
+the guided filter's radius-3 windows) and depthwise `conv2d` (1.7-4x, from the cartoon's
+7-tap Gaussian to the background blur's 35 taps at 1080p), and it runs unchanged on CUDA.
 """
 
 from __future__ import annotations
@@ -13,58 +13,73 @@ import torch
 import torch.nn.functional as F
 
 
-def _weighted_shift_sum(x: torch.Tensor, weights: list[float], dim: int) -> torch.Tensor:
+def gaussian_weights(sigma: float, n: int | None = None) -> list[float]:
+    """The normalised 1-D kernel, cut at ceil(3 sigma) (at least 1) on either side, and at
+    n - 1 for a frame only n pixels across (reflection mirrors no further)."""
+    radius = max(1, math.ceil(3 * sigma))
+    if n is not None:
+        radius = min(radius, n - 1)
+    k = [math.exp(-(t * t) / (2 * sigma * sigma)) for t in range(-radius, radius + 1)]
+    total = sum(k)
+    return [v / total for v in k]
+
+
+def _reflected_sum(x: torch.Tensor, weights: list[float], dim: int) -> torch.Tensor:
+    """sum_i weights[i] * x[.. + i - r ..] along `dim` (2: rows, 3: columns), same size out,
+    r = len(weights) // 2, the border reflected."""
     r = len(weights) // 2
     n = x.shape[dim]
     pad = (r, r, 0, 0) if dim == 3 else (0, 0, r, r)
-    padded = F.pad(x, pad, mode="replicate")
+    padded = F.pad(x, pad, mode="reflect")
     out = padded.narrow(dim, 0, n) * weights[0]
     for i in range(1, len(weights)):
         out.add_(padded.narrow(dim, i, n), alpha=weights[i])
     return out
 
 
-def box_blur(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over a (2r+1)² window, edges extended by replication."""
-    w = [1.0 / (2 * radius + 1)] * (2 * radius + 1)
-    return _weighted_shift_sum(_weighted_shift_sum(x, w, 3), w, 2)
-
-
-def gaussian_weights(sigma: float) -> list[float]:
-    radius = max(1, math.ceil(3 * sigma))
-    k = [math.exp(-(t * t) / (2 * sigma * sigma)) for t in range(-radius, radius + 1)]
-    total = sum(k)
-    return [v / total for v in k]
-
-
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    w = gaussian_weights(sigma)
-    return _weighted_shift_sum(_weighted_shift_sum(x, w, 3), w, 2)
+    """Separable Gaussian blur, same size out, borders reflected (the border pixel not repeated).
 
-
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
-    """He et al., "Guided Image Filtering" (2010), per channel: q = a·I + b, local linear model.
-
-    The output follows the edges of `guide` while taking its values from `src`.
+    Reflection rather than replication: with the background blur's wide kernels (radius 17
+    at a quarter of 1080p) replication gives the border pixel the weight of the whole half
+    kernel beyond it, so a dark frame edge or a letterbox line smears a band into the blur
+    (it moves that composite by up to 58/255 near the edges of real frames). Reflection
+    mirrors the border's neighbourhood instead, so no single pixel dominates there.
     """
-    mean_i = box_blur(guide, radius)
-    mean_p = box_blur(src, radius)
-    cov_ip = box_blur(guide * src, radius) - mean_i * mean_p
-    var_i = box_blur(guide * guide, radius) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return box_blur(a, radius) * guide + box_blur(b, radius)
+    h, w = x.shape[-2:]
+    rows = _reflected_sum(x, gaussian_weights(sigma, w), 3)
+    return _reflected_sum(rows, gaussian_weights(sigma, h), 2)
 
 
-def self_guided_filter(x: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
-    """The guided filter with the image as its own guide: edge-preserving smoothing.
+def _window_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """sum of x[.. + d ..] for d in -r..r along `dim`, the terms outside the frame left out.
 
-    Four box blurs instead of six, since the guide and the source are the same.
+    Added in place into slices, without a padded copy (faster), and from the window's first
+    term to its last, as `avg_pool2d` does, so the sums are the same to the bit.
     """
-    channels = x.shape[1]
-    moments = box_blur(torch.cat([x, x * x], dim=1), radius)
-    mean, mean_sq = moments[:, :channels], moments[:, channels:]
-    var = mean_sq - mean * mean
-    a = var / (var + eps)
-    coeffs = box_blur(torch.cat([a, mean * (1 - a)], dim=1), radius)
-    return coeffs[:, :channels] * x + coeffs[:, channels:]
+    n = x.shape[dim]
+    out = torch.zeros_like(x)
+    for d in range(-r, r + 1):
+        lo, hi = max(0, -d), min(n, n - d)  # the positions i whose i + d is inside the frame
+        if hi > lo:
+            out.narrow(dim, lo, hi - lo).add_(x.narrow(dim, lo + d, hi - lo))
+    return out
+
+
+def _window_counts(n: int, r: int, like: torch.Tensor) -> torch.Tensor:
+    """For each of n positions, how many of the 2r+1 around it lie inside 0..n-1: [n]."""
+    i = torch.arange(n, device=like.device)
+    return ((i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1).to(like.dtype)
+
+
+def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over (2r+1)^2 windows, windows clipped at the border (same size out).
+
+    Clipped rather than extended: the guided filter's window statistics (its variances)
+    then come from real pixels only, as in He et al.'s definition. Separable (rows, then
+    columns): the clipped 2-D count is the product of the 1-D ones. Equal to the bit to
+    `avg_pool2d(..., count_include_pad=False)` on a row, then a column, window.
+    """
+    h, w = x.shape[-2:]
+    rows = _window_sum(x, r, 3).div_(_window_counts(w, r, x))
+    return _window_sum(rows, r, 2).div_(_window_counts(h, r, x)[:, None])

@@ -1,9 +1,10 @@
-"""Edge-aware refinement of a soft mask: the guided filter, in batched torch ops.
+"""The guided filter, in batched torch ops: edge-aware refinement and edge-preserving smoothing.
 
 K. He, J. Sun, X. Tang, "Guided Image Filtering", TPAMI 2013: within every window the output
 is a linear function of the guide image, so a blurry, low-resolution alpha takes on the
 guide's edges (hair, limbs) when upsampled. The coefficients are computed at a reduced scale
-and upsampled ("Fast Guided Filter", He & Sun 2015), which costs little accuracy.
+and upsampled ("Fast Guided Filter", He & Sun 2015), which costs little accuracy. With an
+image as its own guide the same model smooths flat areas and keeps strong edges.
 """
 
 from __future__ import annotations
@@ -11,15 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over (2r+1)^2 windows, windows clipped at the border (same size out).
-
-    Separable (rows, then columns): the clipped 2-D count is the product of the 1-D ones.
-    """
-    k = 2 * r + 1
-    rows = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
-    return F.avg_pool2d(rows, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
+from models.filters import box_mean
 
 
 def guided_coefficients(
@@ -27,7 +20,7 @@ def guided_coefficients(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The window-averaged linear map (a, b), each [B, 1, h, w], that turns the grey guide `g`
     into the soft mask `p` (both [B, 1, h, w]) within windows of radius `r`."""
-    # the four window means in one pooling call: [B, 4, h, w]
+    # the four window means in one call: [B, 4, h, w]
     means = box_mean(torch.cat([g, p, g * g, g * p], dim=1), r)
     mean_g, mean_p, mean_gg, mean_gp = means.split(1, dim=1)
     a = (mean_gp - mean_g * mean_p) / (mean_gg - mean_g * mean_g + eps)
@@ -37,7 +30,7 @@ def guided_coefficients(
 
 
 def apply_coefficients(guide: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a * guide + b at the guide's size [B, 1, H, W] (a, b bilinearly upsampled to it)."""
+    """a * guide + b at the guide's size [B, C, H, W] (a, b bilinearly upsampled to it)."""
     h, w = guide.shape[-2:]
     if (h, w) != tuple(a.shape[-2:]):
         a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
@@ -53,3 +46,18 @@ def guided_filter(guide: torch.Tensor, g: torch.Tensor, p: torch.Tensor, r: int,
     windows of radius `r`. The result has the guide's size.
     """
     return apply_coefficients(guide, *guided_coefficients(g, p, r, eps)).clamp_(0.0, 1.0)
+
+
+def self_guided_filter(x: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+    """Each channel of `x` [B, C, H, W] filtered with itself as the guide, at its own size:
+    edge-preserving smoothing (lower `eps` keeps more edges).
+
+    With guide and source the same, the window means of g·p and p are those of g² and g,
+    so two sets of channels are averaged instead of four.
+    """
+    c = x.shape[1]
+    mean, mean_sq = box_mean(torch.cat([x, x * x], dim=1), r).split(c, dim=1)
+    var = mean_sq - mean * mean
+    a = var / (var + eps)
+    mean_a, mean_b = box_mean(torch.cat([a, mean * (1 - a)], dim=1), r).split(c, dim=1)
+    return apply_coefficients(x, mean_a, mean_b)

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from frameq.samples import sample_clip
+from models.colour import luma
 from models.composite import blur_background
 from models.device import to_tensor
-from models.guided import box_mean, guided_filter
+from models.guided import guided_filter
 from models.person import (
     GUIDE_EPS,
     GUIDE_RADIUS,
@@ -19,7 +20,6 @@ from models.person import (
     Person,
     PersonMatter,
     _anchors,
-    grey,
     to_alpha,
     track,
 )
@@ -102,13 +102,6 @@ def test_a_region_shrinks_slowly_on_video_and_grows_at_once() -> None:
     assert track([[Person(410, 305, 270, 0.0, 0.9)]], MatteState())[0][0].size == 270
 
 
-def test_box_mean_clips_windows_at_the_border() -> None:
-    x = torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5)
-    out = box_mean(x, 1)
-    assert out[0, 0, 2, 2] == x[0, 0, 1:4, 1:4].mean()
-    assert out[0, 0, 0, 0] == x[0, 0, :2, :2].mean()
-
-
 def test_guided_upsampling_puts_the_edge_where_the_image_has_it() -> None:
     # Given an image with an edge between the pixels of a 4x coarser grid, and the true mask
     # known only on that coarse grid
@@ -129,10 +122,8 @@ def test_refine_is_the_guided_filter_then_the_opacity_ramp(matter: PersonMatter)
     frames = torch.rand(2, 3, 90, 160)
     work = torch.nn.functional.interpolate(frames, size=(45, 80), mode="bilinear", antialias=True)
     coarse = torch.rand(2, 1, 45, 80)
-    expected = to_alpha(guided_filter(grey(frames), grey(work), coarse, GUIDE_RADIUS, GUIDE_EPS))
+    expected = to_alpha(guided_filter(luma(frames), luma(work), coarse, GUIDE_RADIUS, GUIDE_EPS))
     assert torch.allclose(matter.refine(frames, work, coarse), expected, atol=1e-5)
-    weights = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
-    assert torch.allclose(grey(frames), (frames * weights).sum(1, keepdim=True), atol=1e-6)
 
 
 def test_blur_background_keeps_people_and_leaves_no_halo() -> None:
