@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.formats import extra_output_format, segment_format
 from orchestrator.params import JobParams
 from orchestrator.recipes import ASSEMBLE_STAGE, ASSEMBLE_TASK, Recipe
-from orchestrator.store import output_key, segment_key, stage_output_key
+from orchestrator.store import output_key, segment_key, slice_key, stage_output_key
 from orchestrator.tasktypes import queue_for, task_type
 
 
@@ -82,8 +82,11 @@ def expand(
     specs = []
     for seg in segments:
         span: dict[str, Any] = {"start_pts": seg.start_pts, "end_pts": seg.end_pts, "frames": seg.frames}
+        if kind == "video":  # a task reads its own slice of the source, not the whole input
+            span["slice_key"] = slice_key(job_id, seg.index)
         if seg.index > 0:  # stages with state across frames warm up on the previous segment's tail
             span["previous_start_pts"] = segments[seg.index - 1].start_pts
+            span["previous_slice_key"] = slice_key(job_id, seg.index - 1)
         for stage in recipe.stages:
             fmt = segment_format(
                 kind,

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from orchestrator.errors import ConfigError
@@ -98,6 +98,22 @@ def open_store(url: str, scratch: Path) -> Store:
 
 def source_key(job_id: str, suffix: str) -> str:
     return f"jobs/{job_id}/source{suffix.lower()}"
+
+
+def slice_key(job_id: str, segment: int) -> str:
+    """The source's frames of one segment, cut by stream copy when the job is planned."""
+    return f"jobs/{job_id}/source/{segment:05d}.nut"
+
+
+# The audio is copied into a file of the source's own container, which keeps what the codec
+# needs from it (an MP4's edit list trimming AAC's priming samples, Matroska's codec delay).
+AUDIO_CONTAINERS = {".mp4": ".mp4", ".m4v": ".mp4", ".mov": ".mov", ".webm": ".webm", ".avi": ".avi"}
+
+
+def audio_key(job_id: str, source_key: str) -> str:
+    """The source's audio tracks, stream-copied when the job is planned, for assemble."""
+    suffix = AUDIO_CONTAINERS.get(PurePosixPath(source_key).suffix.lower(), ".mkv")
+    return f"jobs/{job_id}/audio{suffix}"
 
 
 def segment_key(job_id: str, stage: str, segment: int, ext: str) -> str:

@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import islice
-from pathlib import Path
+from itertools import chain, islice
 
 import av
 import numpy as np
@@ -93,8 +92,7 @@ def _map_segment(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source:
         tmp = stack.enter_context(ctx.store.writing(ctx.output_key))
         streams: list[Iterator[av.VideoFrame]] = []
         if reads_source:
-            src = stack.enter_context(ctx.store.reading(job.source_key))
-            streams.append(_source_frames(ctx, src, fn, warmup))
+            streams.append(_source_frames(ctx, stack, fn, warmup, time_base))
         layouts = []
         for part in parts:
             path = stack.enter_context(ctx.store.reading(str(part.output_key)))
@@ -131,13 +129,22 @@ def _map_segment(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source:
     return Result(size)
 
 
-def _source_frames(ctx: TaskContext, src: Path, fn: FrameFn, warmup: int) -> Iterator[av.VideoFrame]:
+def _source_frames(
+    ctx: TaskContext, stack: ExitStack, fn: FrameFn, warmup: int, time_base: Fraction
+) -> Iterator[av.VideoFrame]:
+    """This segment's frames from its own slice of the source; with `warmup`, the previous
+    slice's last frames go through `fn` first."""
     task, name = ctx.task, ctx.job.input_name
     start, end = task.params["start_pts"], task.params["end_pts"]
+    offset = ctx.job.media.get("slice_offset", 0)
+    own = stack.enter_context(ctx.store.reading(task.params["slice_key"]))
+    frames = iter_segment(own, name, start, end, time_base, offset)
     previous = task.params.get("previous_start_pts")
-    if warmup and previous is not None:
-        return _warmed(iter_segment(src, name, previous, end), start, warmup, fn)
-    return iter_segment(src, name, start, end)
+    if not warmup or previous is None:
+        return frames
+    before = stack.enter_context(ctx.store.reading(task.params["previous_slice_key"]))
+    earlier = iter_segment(before, name, previous, start, time_base, offset)
+    return _warmed(chain(earlier, frames), start, warmup, fn)
 
 
 def _rows(

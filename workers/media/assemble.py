@@ -38,11 +38,12 @@ def audio_copyable(codec: str, suffix: str) -> bool:
     return suffix == ".mkv" or codec in COPYABLE_AUDIO.get(suffix, set())
 
 
-def assemble_video(segments: list[Path], source: Path, out: Path, rotation: int = 0) -> None:
+def assemble_video(segments: list[Path], audio: Path | None, out: Path, rotation: int = 0) -> None:
+    """The segments joined into `out`, with every audio track of the file `audio` (if any)."""
     with ExitStack() as stack:
         output = stack.enter_context(av.open(str(out), mode="w", container_options=bitexact(out)))
         inputs = [stack.enter_context(av.open(str(p))) for p in segments]
-        src = stack.enter_context(av.open(str(source)))
+        tracks = list(stack.enter_context(av.open(str(audio))).streams.audio) if audio else []
         segment_video = inputs[0].streams.video[0]
         video_out = output.add_stream_from_template(segment_video)
         if segment_video.metadata.get("alpha_mode") == "1":
@@ -51,9 +52,9 @@ def assemble_video(segments: list[Path], source: Path, out: Path, rotation: int 
             video_out.set_display_rotation(rotation)
         feeds = [_video_packets(inputs, video_out)]
         suffix = out.suffix.lower()
-        for track in src.streams.audio:
+        for track in tracks:
             if audio_copyable(track.codec_context.name, suffix):
-                feeds.append(_copied(src.name, track.index, output.add_stream_from_template(track)))
+                feeds.append(_copied(str(audio), track.index, output.add_stream_from_template(track)))
             else:
                 codec, rate = REENCODE_AUDIO.get(suffix, ("aac", track.codec_context.sample_rate))
                 encoded = cast(AudioStream, output.add_stream(codec, rate=rate))
@@ -61,7 +62,7 @@ def assemble_video(segments: list[Path], source: Path, out: Path, rotation: int 
                 if codec == "libopus":
                     layout = av.AudioLayout(OPUS_LAYOUTS[min(layout.nb_channels, 8) - 1])
                 encoded.layout = layout
-                feeds.append(_reencoded(src.name, track.index, encoded))
+                feeds.append(_reencoded(str(audio), track.index, encoded))
         for _, _, packet in heapq.merge(*feeds, key=lambda item: (item[0], item[1])):
             output.mux(packet)
 

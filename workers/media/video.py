@@ -36,21 +36,37 @@ def bitexact(path: Path) -> dict[str, str]:
     return {"fflags": "+bitexact"} if path.suffix.lower() in (".webm", ".mkv") else {}
 
 
-def iter_segment(path: Path, name: str, start_pts: int, end_pts: int | None) -> Iterator[av.VideoFrame]:
+def iter_segment(
+    path: Path,
+    name: str,
+    start_pts: int,
+    end_pts: int | None,
+    time_base: Fraction | None = None,
+    offset: int = 0,
+) -> Iterator[av.VideoFrame]:
     """Frames with start_pts <= pts < end_pts, in presentation order.
 
-    Seeks to the keyframe at `start_pts`; stops at the first frame at or past `end_pts`
-    (decoder output is in presentation order, so every earlier frame has been seen).
+    For a slice of the source (`workers/media/slices.py`), `time_base` is the source's, that of
+    the three timestamps, when the file has another of its own (the muxer may pick a finer one),
+    and `offset` what the slice added to every timestamp; the frames come out in the source's
+    own timestamps. Seeks to
+    the keyframe at `start_pts`; stops at the first frame at or past `end_pts` (decoder output
+    is in presentation order, so every earlier frame has been seen).
     """
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            if start_pts > (stream.start_time or 0):
-                container.seek(start_pts, stream=stream, backward=True, any_frame=False)
+            own = Fraction(stream.time_base or 1)
+            base = time_base or own
+            if (start_pts + offset) * base > (stream.start_time or 0) * own:
+                target = int((start_pts + offset) * base / own)
+                container.seek(target, stream=stream, backward=True, any_frame=False)
             for frame in container.decode(stream):
                 if frame.pts is None:
                     raise InputError(name, "decoded frame without a timestamp")
+                if base != own or offset:  # exact: the slice's ticks are the source's, rescaled
+                    frame.pts, frame.time_base = round(frame.pts * own / base) - offset, base
                 if end_pts is not None and frame.pts >= end_pts:
                     return
                 if frame.pts >= start_pts:
