@@ -85,6 +85,7 @@ class Task(Base):
     output_format: Mapped[str | None] = mapped_column(String(32))  # e.g. ffv1:grey (formats.py)
     frames_total: Mapped[int] = mapped_column(Integer, default=0)
     frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    read_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # read from the store by its last run
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)

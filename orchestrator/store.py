@@ -21,6 +21,7 @@ from orchestrator.formats import extra_output_format
 
 class Store(Protocol):
     url: str
+    bytes_read: int  # object bytes this process has read (downloaded, for S3), all keys together
 
     def put_file(self, key: str, src: Path) -> int:
         """Store a copy of `src` under `key`; returns its size in bytes."""
@@ -43,6 +44,7 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = f"file://{root}"
+        self.bytes_read = 0
 
     def path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -74,6 +76,7 @@ class LocalStore:
         path = self.path(key)
         if not path.is_file():
             raise FileNotFoundError(f"no object {key!r} in {self.url}")
+        self.bytes_read += path.stat().st_size
         yield path
 
     def get_file(self, key: str, dest: Path) -> None:

@@ -177,7 +177,7 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
     if task is None:
         return Outcome()  # another worker has it, or it is already finished
     job = repo.get_job(task.job_id)
-    started = time.perf_counter()
+    started, read_before = time.perf_counter(), runtime.store.bytes_read
     try:
         with LeaseKeeper(repo, task.id, runtime.name, runtime.settings.lease_s) as lease:
             result = handler_for(task.name)(TaskContext(runtime, task, job, lease))
@@ -203,6 +203,7 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
             result.expansion,
             worker=runtime.name,
             also_stored=result.also_stored,
+            read_bytes=runtime.store.bytes_read - read_before,  # tasks of a process run one at a time
         )
     )
 

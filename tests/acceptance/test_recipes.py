@@ -204,3 +204,22 @@ def test_the_matte_output_is_grey(tmp_path: Path, frameq_env: dict[str, str]) ->
     run_ok(frameq_env, str(clip.path), "-o", str(tmp_path / "m.mp4"), "-r", "matte")
     for frame in decode(tmp_path / "m.mp4").frames:
         assert np.abs(frame.astype(int) - frame[..., :1]).max() <= 2  # R = G = B, within 4:2:0 rounding
+
+
+def test_each_task_reads_only_its_slice_of_the_source(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    # Given a clip of six segments with audio, matted and composited (two stages with warm-up)
+    clip = make_video(tmp_path / "in.mp4", frames=72, gop=12, width=160, height=120)
+    run_ok(frameq_env, str(clip.path), "-o", str(tmp_path / "out.mp4"), "-r", "bg-blur", "--segment-s", "0.3")
+    db = Path(frameq_env["FRAMEQ_HOME"]) / "frameq.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT stage, segment, read_bytes FROM tasks ORDER BY id").fetchall()
+    source = clip.path.stat().st_size
+    read = {(stage, segment): n for stage, segment, n in rows}
+    assert len([r for r in rows if r[0] == "matte"]) == 6
+    # Then only plan reads the whole input; a segment task reads its slice (a matte task the one
+    # before too, for warm-up), and assemble the segments and the audio, not the source's video
+    assert read[("plan", None)] == source
+    for (stage, segment), n in read.items():
+        if stage in ("matte", "composite"):
+            assert 0 < n < source / 2, (stage, segment, n)
+    assert read[("matte", 0)] < read[("matte", 1)]  # the first segment has nothing to warm up on
