@@ -184,7 +184,16 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
     except Cancelled:
         log.info("task %s (%s) stopped: job %s cancelled", task.id, task.name, job.id)
         return Outcome()
-    except (InputError, ConfigError) as exc:  # bad input, or a setup problem the message names
+    except ConfigError as exc:
+        if runtime.settings.embedded:  # no other worker could do better: the job fails, and says why
+            log.info("task %s (%s) failed: %s", task.id, task.name, exc)
+            repo.fail(task.id, str(exc), runtime.name)
+            return Outcome()
+        # This worker is not set up for the task (model files missing, ...): the task goes back,
+        # for a worker that is, and the job fails only once its attempts are used up.
+        log.error("worker %s cannot run %s (task %s): %s", runtime.name, task.name, task.id, exc)
+        return _transient(runtime, task, ConfigError(f"{runtime.name}: {exc}"))
+    except InputError as exc:  # bad input: the message names the file and the problem
         log.info("task %s (%s) failed: %s", task.id, task.name, exc)
         repo.fail(task.id, str(exc), runtime.name)
         return Outcome()

@@ -1,0 +1,55 @@
+"""A worker that is not set up for a task (its model files are missing) gives the task back for
+another worker instead of failing the job; on one machine (embedded) the job fails and says why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.schema import JobState, TaskState
+from orchestrator.settings import Settings
+from orchestrator.submit import submit
+from tests.media import make_video
+from workers.runtime import Runtime, execute
+
+
+def planned_matte_task(runtime: Runtime, tmp_path: Path) -> tuple[str, int]:
+    clip = make_video(tmp_path / "in.mp4", frames=6, width=64, height=48, audio=False, flash_frame=None)
+    job = submit(runtime.repo, runtime.store, runtime.settings, clip.path, "matte", ".mp4")
+    plan = runtime.repo.next_ready([job.id])
+    assert plan is not None
+    execute(runtime, plan)
+    (matte,) = [t for t in runtime.repo.tasks(job.id) if t.stage == "matte"]
+    return job.id, matte.id
+
+
+def test_a_worker_without_model_files_gives_the_task_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAMEQ_MODELS", str(tmp_path / "no-models"))
+    env = {"FRAMEQ_HOME": str(tmp_path / "home"), "FRAMEQ_BROKER_URL": "redis://127.0.0.1:6379/15"}
+    runtime = Runtime.open(Settings.from_env(env))
+    job_id, task_id = planned_matte_task(runtime, tmp_path)
+    outcome = execute(runtime, task_id)
+    task = next(t for t in runtime.repo.tasks(job_id) if t.id == task_id)
+    # Given back, ready for another worker, with what is missing on the row and the job still on
+    assert outcome.retry_in_s is not None
+    assert task.state == TaskState.READY and task.worker is None
+    assert "frameq models pull" in str(task.error) and runtime.name in str(task.error)
+    assert runtime.repo.get_job(job_id).state == JobState.RUNNING
+    # No worker can run it: once its attempts are used up the job fails, naming the problem
+    while execute(runtime, task_id).retry_in_s is not None:
+        pass
+    job = runtime.repo.get_job(job_id)
+    assert job.state == JobState.FAILED and "frameq models pull" in str(job.error)
+
+
+def test_embedded_without_model_files_fails_the_job_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAMEQ_MODELS", str(tmp_path / "no-models"))
+    runtime = Runtime.open(Settings.from_env({"FRAMEQ_HOME": str(tmp_path / "home")}))
+    job_id, task_id = planned_matte_task(runtime, tmp_path)
+    assert execute(runtime, task_id).retry_in_s is None
+    assert runtime.repo.get_job(job_id).state == JobState.FAILED
