@@ -33,6 +33,7 @@ class Settings:
     lease_s: float = 120.0  # a running task not heard from for this long is given to another worker
     resend_s: float = 300.0  # a ready task whose message is this old is sent again (broker lost it)
     keep_intermediates: bool = False  # keep every stage's segments of a finished job (debugging)
+    outputs_ttl_days: float | None = None  # outputs and inputs of jobs finished longer ago go (gc)
 
     @property
     def embedded(self) -> bool:
@@ -58,6 +59,7 @@ class Settings:
             lease_s=_number(env, "FRAMEQ_LEASE_S", float, 120.0),
             resend_s=_number(env, "FRAMEQ_RESEND_S", float, 300.0),
             keep_intermediates=_flag(env, "FRAMEQ_KEEP_INTERMEDIATES"),
+            outputs_ttl_days=_number(env, "FRAMEQ_OUTPUTS_TTL_DAYS", float, 0.0) or None,
         )
         return settings.with_changes(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -67,6 +69,10 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.outputs_ttl_days is not None and self.outputs_ttl_days < 0:
+            raise ConfigError(
+                f"FRAMEQ_OUTPUTS_TTL_DAYS must be >= 0 (0: keep for ever), got {self.outputs_ttl_days}"
+            )
         check_encoding(self.crf, self.preset)
         check_work(self.segment_s, self.batch_frames, self.max_pixels, self.matte_model)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

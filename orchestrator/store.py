@@ -39,6 +39,10 @@ class Store(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing one is no error (deleting twice is harmless)."""
+        ...
+
 
 class LocalStore:
     def __init__(self, root: Path) -> None:
@@ -86,6 +90,18 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        root = self.root.resolve()
+        for folder in path.parents:  # folders the job's keys made, once empty
+            if folder == root or not folder.is_relative_to(root):
+                break
+            if folder.exists():
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
 
 
 def open_store(url: str, scratch: Path) -> Store:

@@ -22,7 +22,9 @@ from orchestrator.db import make_engine, make_sessions, upgrade
 from orchestrator.errors import Cancelled, ConfigError, InputError, TransientError
 from orchestrator.formats import Format
 from orchestrator.params import JobParams
+from orchestrator.recipes import ASSEMBLE_TASK
 from orchestrator.repository import Expansion, Repository
+from orchestrator.retention import collect_finished
 from orchestrator.retry import RetryPolicy
 from orchestrator.schema import Job, Task
 from orchestrator.settings import Settings
@@ -205,16 +207,25 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
         repo.fail(task.id, error, runtime.name)
         return Outcome()
     log.info("task %s (%s) done in %.2fs", task.id, task.name, time.perf_counter() - started)
-    return Outcome(
-        repo.complete(
-            task.id,
-            result.size_bytes,
-            result.expansion,
-            worker=runtime.name,
-            also_stored=result.also_stored,
-            read_bytes=runtime.store.bytes_read - read_before,  # tasks of a process run one at a time
-        )
+    ready = repo.complete(
+        task.id,
+        result.size_bytes,
+        result.expansion,
+        worker=runtime.name,
+        also_stored=result.also_stored,
+        read_bytes=runtime.store.bytes_read - read_before,  # tasks of a process run one at a time
     )
+    if task.name == ASSEMBLE_TASK:  # the job is done: what only its stages needed goes
+        _collect(runtime, job.id)
+    return Outcome(ready)
+
+
+def _collect(runtime: Runtime, job_id: str) -> None:
+    try:
+        freed = collect_finished(runtime.repo, runtime.store, job_id)
+        log.info("job %s: %s intermediate objects deleted (%s bytes)", job_id, freed.objects, freed.bytes)
+    except Exception as exc:  # the job is done all the same; `frameq gc` deletes them later
+        log.warning("job %s: intermediates not deleted: %s", job_id, exc)
 
 
 def _transient(runtime: Runtime, task: Task, exc: Exception) -> Outcome:

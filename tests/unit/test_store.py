@@ -30,3 +30,17 @@ def test_failed_write_leaves_no_object(tmp_path: Path) -> None:
 def test_keys_cannot_escape_the_store(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="escapes"):
         LocalStore(tmp_path).path("../outside")
+
+
+def test_delete_removes_the_object_and_the_folders_it_leaves_empty(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    for key in ("jobs/j1/matte/00000.mkv", "jobs/j1/output.mp4"):
+        with store.writing(key) as tmp:
+            tmp.write_bytes(b"data")
+    store.delete("jobs/j1/matte/00000.mkv")
+    store.delete("jobs/j1/matte/00000.mkv")  # twice is harmless
+    assert not (tmp_path / "store" / "jobs" / "j1" / "matte").exists()
+    assert store.exists("jobs/j1/output.mp4")
+    with store.reading("jobs/j1/output.mp4"):
+        pass
+    assert store.bytes_read == 4
