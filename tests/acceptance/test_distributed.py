@@ -68,7 +68,25 @@ def test_high_priority_job_overtakes_a_bulk_backlog(cluster: Cluster, tmp_path: 
     assert min(finished, key=lambda j: finished[j]) == urgent  # type: ignore[arg-type, return-value]
 
 
+def stored_objects(cluster: Cluster, job_id: str) -> dict[str, tuple[str, object]]:
+    """The job's objects in the store, each with its ETag and modification time."""
+    import boto3
+
+    bucket = cluster.env["FRAMEQ_TEST_BUCKET"]
+    listing = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"frameq/jobs/{job_id}/")
+    return {o["Key"]: (o["ETag"], o["LastModified"]) for o in listing.get("Contents", [])}
+
+
+def recorded(cluster: Cluster, job_id: str) -> list[tuple[str, object]]:
+    """The job's artifact rows: key and when it was (last) written."""
+    with cluster.repo.sessions() as s:
+        rows = s.execute(select(Artifact.key, Artifact.created_at).where(Artifact.job_id == job_id))
+        return sorted((key, created) for key, created in rows)
+
+
 def test_cancel_stops_a_running_job(cluster: Cluster, tmp_path: Path) -> None:
+    # Given one worker styling the first of two long segments (60 frames each)
+    cluster.env["FRAMEQ_SEGMENT_S"] = "2"
     clip = make_video(tmp_path / "in.mp4", width=640, height=480, frames=120, gop=15)
     cluster.start_worker("-c", "1")
     job_id = cluster.cli("submit", str(clip.path))
@@ -76,8 +94,18 @@ def test_cancel_stops_a_running_job(cluster: Cluster, tmp_path: Path) -> None:
     while cluster.repo.view(job_id).frames_done == 0:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    (styling,) = [t for t in cluster.repo.tasks(job_id) if t.state == "running"]
+    # When the job is cancelled
     assert cluster.cli("cancel", job_id) == f"{job_id} cancelled"
-    time.sleep(5)  # the running task sees it at its next batch
+    at_cancel = stored_objects(cluster, job_id), recorded(cluster, job_id)
+    # Then the worker is free for the next job at once: a short one runs to the end on it
+    small = make_video(tmp_path / "small.mp4", frames=10)
+    next_job = cluster.cli("submit", str(small.path))
+    cluster.wait_done(next_job, timeout_s=120)
+    assert {t.worker for t in cluster.repo.tasks(next_job)} == {styling.worker}
+    # and it wrote nothing more for the cancelled job: no segment, no overwrite, no record
+    assert (stored_objects(cluster, job_id), recorded(cluster, job_id)) == at_cancel
+    assert styling.output_key and f"frameq/{styling.output_key}" not in at_cancel[0]
     view = cluster.repo.view(job_id)
     assert view.job.state == "cancelled"
     assert set(view.tasks_by_state) <= {"done", "cancelled"}
