@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import IO
 
 from tqdm import tqdm
 
@@ -13,19 +14,26 @@ POLL_S = 0.25
 
 
 class ProgressBar:
-    """A bar on a terminal: frames done of total, frames/s, ETA and the current stage."""
+    """A bar on a terminal: frames done of total, frames/s, ETA and the current stage.
 
-    def __init__(self, repo: Repository, job_ids: Sequence[str], enabled: bool) -> None:
+    Each refresh is one aggregate query over all the jobs, so a directory of thousands of
+    files costs the database the same as one file.
+    """
+
+    def __init__(
+        self, repo: Repository, job_ids: Sequence[str], enabled: bool, file: IO[str] | None = None
+    ) -> None:
         self.repo = repo
         self.job_ids = list(job_ids)
         self.enabled = enabled
+        self.file = file  # tqdm's default (stderr) when None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._bar: tqdm | None = None
 
     def __enter__(self) -> ProgressBar:
         if self.enabled:
-            self._bar = tqdm(total=0, unit="frame", dynamic_ncols=True, desc="plan")
+            self._bar = tqdm(total=0, unit="frame", dynamic_ncols=True, desc="plan", file=self.file)
             self._thread.start()
         return self
 
@@ -33,26 +41,25 @@ class ProgressBar:
         if self._bar is not None:
             self._stop.set()
             self._thread.join()
-            self._refresh()
+            self.refresh()
             self._bar.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(POLL_S):
-            self._refresh()
+            self.refresh()
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Read the jobs' totals and redraw the bar."""
         assert self._bar is not None
-        views = [self.repo.view(job_id) for job_id in self.job_ids]
-        total = sum(v.job.frames_total for v in views)
-        done = sum(v.frames_done for v in views)
-        finished = sum(1 for v in views if v.job.finished_at is not None)
-        stage = next((v.current_stage for v in views if v.current_stage), None)
-        if total != self._bar.total:
-            self._bar.total = total
-        self._bar.update(done - self._bar.n)
-        self._bar.set_description(stage or ("done" if finished == len(views) else "plan"), refresh=False)
-        if len(views) > 1:
-            self._bar.set_postfix_str(f"jobs {finished}/{len(views)}", refresh=False)
+        totals = self.repo.progress(self.job_ids)
+        jobs = len(self.job_ids)
+        if totals.frames_total != self._bar.total:
+            self._bar.total = totals.frames_total
+        self._bar.update(totals.frames_done - self._bar.n)
+        idle = "done" if totals.jobs_finished == jobs else "plan"
+        self._bar.set_description(totals.current_stage or idle, refresh=False)
+        if jobs > 1:
+            self._bar.set_postfix_str(f"jobs {totals.jobs_finished}/{jobs}", refresh=False)
         self._bar.refresh()
 
 
