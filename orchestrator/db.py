@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import fcntl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 import migrations
 
@@ -51,8 +53,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-# An arbitrary constant naming frameq's migration lock among PostgreSQL advisory locks.
+# Arbitrary constants naming frameq's locks among PostgreSQL advisory locks.
 MIGRATION_LOCK_KEY = 0x6672616D65
+RECONCILER_LOCK_KEY = 0x6672616D66
 
 
 @contextmanager
@@ -68,3 +71,64 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ClusterLock:
+    """A lock at most one process of the cluster holds, kept until it lets go or dies.
+
+    On PostgreSQL, a session-level advisory lock on a connection of its own: the server frees
+    it when that connection ends, the holder killed with SIGKILL or its host gone included, so
+    another process takes it at its next try. On SQLite (one machine) an exclusive file lock
+    beside the database, freed by the kernel when the holder dies. `held()` is cheap enough to
+    ask every round.
+    """
+
+    def __init__(self, database_url: str, key: int) -> None:
+        self.key = key
+        self._engine = create_engine(database_url, poolclass=NullPool)  # a closed connection is gone
+        self._conn: Connection | None = None
+        self._file: IO[bytes] | None = None
+
+    def held(self) -> bool:
+        """Take the lock if it is free; True while this process holds it."""
+        if self._engine.dialect.name == "sqlite":
+            return self._held_file()
+        try:
+            if self._conn is not None:
+                self._conn.execute(text("SELECT 1"))  # the connection, and so the lock, still there
+                self._conn.commit()
+                return True
+            conn = self._engine.connect()
+            taken = conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key})
+            conn.commit()  # the lock outlives the transaction; an idle connection holds it
+            if taken:
+                self._conn = conn
+                return True
+            conn.close()
+            return False
+        except DBAPIError:  # the server dropped the connection: the lock went with it
+            self.release()
+            return False
+
+    def _held_file(self) -> bool:
+        path = self._engine.url.database
+        if not path or path == ":memory:":
+            return True  # a private database: nobody else to share it with
+        if self._file is None:
+            handle = open(f"{path}.{self.key:x}.lock", "ab")  # noqa: SIM115 (kept open while held)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            self._file = handle
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            with suppress(DBAPIError):  # already gone with its server session
+                self._conn.close()  # ends the session, and with it the advisory lock
+            self._conn = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,17 +1,24 @@
 """The reconciler: puts back what dead workers and a forgetful broker lost.
 
-Run it periodically (`frameq reconcile --every S`, or the `frameq.reconcile` periodic task of
-`frameq worker --beat`). Correctness never rests on the broker's own redelivery.
+Every worker runs it (`ReconcileLoop`), one at a time across the cluster, so recovering from a
+killed worker needs no process of its own. `frameq reconcile --every S` and the
+`frameq.reconcile` periodic task of `frameq worker --beat` run it as well. Correctness never
+rests on the broker's own redelivery.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 
+from orchestrator.db import RECONCILER_LOCK_KEY, ClusterLock, make_engine, make_sessions
 from orchestrator.dispatch import CeleryDispatcher
 from orchestrator.repository import Repository
 from orchestrator.retry import RetryPolicy
 from orchestrator.settings import Settings
+
+log = logging.getLogger("frameq.reconcile")
 
 
 @dataclass(frozen=True)
@@ -36,3 +43,62 @@ def reconcile(
     ]
     sent = dispatcher.send(sorted(set(requeued) | set(stale)))
     return Reconciled(requeued, failed, [task.id for task in sent])
+
+
+def every_s(settings: Settings) -> float:
+    """How often to reconcile: a few times per lease, so a dead worker's task waits little
+    longer than its lease, and never so often that idle clusters poll hard."""
+    return max(5.0, settings.lease_s / 4)
+
+
+class ReconcileLoop:
+    """Reconciles every `every_s` in a thread of this process while it holds the cluster's
+    reconciler lock; every other process skips its rounds. The holder keeps the lock round
+    after round, so the cluster reconciles once per round however many workers it has, and
+    when the holder dies the server frees the lock and the next worker to try takes over."""
+
+    def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
+        self.settings = settings
+        self.policy = policy or RetryPolicy()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frameq-reconcile", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        # Opened here, not in __init__: its connections belong to this thread alone.
+        repo = Repository(make_sessions(make_engine(self.settings.database_url)))
+        dispatcher = CeleryDispatcher.from_settings(self.settings, repo)
+        lock = ClusterLock(self.settings.database_url, RECONCILER_LOCK_KEY)
+        leading = False
+        try:
+            while True:
+                leading = self._round(repo, dispatcher, lock, leading)
+                if self._stop.wait(every_s(self.settings)):
+                    return
+        finally:
+            lock.release()
+
+    def _round(
+        self, repo: Repository, dispatcher: CeleryDispatcher, lock: ClusterLock, leading: bool
+    ) -> bool:
+        """One round; returns whether this process is the cluster's reconciler now."""
+        try:
+            if not lock.held():
+                return False
+            if not leading:
+                log.info("this worker reconciles the cluster now (every %gs)", every_s(self.settings))
+            done = reconcile(repo, dispatcher, self.settings, self.policy)
+            if done.requeued or done.failed or done.sent:
+                log.info("reconciled: requeued %s, failed %s, sent %s", done.requeued, done.failed, done.sent)
+            return True
+        except Exception as exc:  # a database or broker blip: the next round tries again
+            log.warning(
+                "reconcile failed, again in %gs: %s: %s", every_s(self.settings), type(exc).__name__, exc
+            )
+            return leading

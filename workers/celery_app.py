@@ -8,11 +8,12 @@ do), then sends the tasks that became ready, or the same task again after a back
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 
 from orchestrator.dispatch import CeleryDispatcher, celery_config
-from orchestrator.reconcile import reconcile
+from orchestrator.reconcile import ReconcileLoop, reconcile
 from orchestrator.settings import Settings
 from orchestrator.tasktypes import TASK_TYPES
 from workers.runtime import Runtime, execute
@@ -56,4 +57,31 @@ def make_app(settings: Settings) -> Celery:
         current, dispatcher = runtime()
         reconcile(current.repo, dispatcher, settings, current.retry)
 
+    reconcile_in_every_worker(app, settings)
     return app
+
+
+def reconcile_in_every_worker(app: Celery, settings: Settings) -> None:
+    """Each `frameq worker` runs the reconciler in a thread of its main process, so a killed
+    worker's tasks come back without --beat or a reconcile process; the cluster's lock lets
+    one worker at a time do it (orchestrator.reconcile.ReconcileLoop).
+
+    A worker bootstep, started after the pool: its first processes are forked before the thread
+    opens a connection (ones forked later inherit the thread's sockets but never use them: each
+    opens its own runtime), and the thread stops with the worker.
+    """
+
+    class Reconciler(bootsteps.StartStopStep):
+        requires = ("celery.worker.components:Pool",)
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.loop = ReconcileLoop(settings)
+
+        def start(self, parent: Any) -> None:
+            self.loop.start()
+
+        def stop(self, parent: Any) -> None:
+            self.loop.stop()
+
+    app.steps["worker"].add(Reconciler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import subprocess
 import threading
 import time
@@ -22,6 +23,12 @@ from tests.media import make_video
 
 def long_clip(tmp_path: Path) -> Path:
     return make_video(tmp_path / "in.mp4", width=640, height=480, frames=120, gop=15).path
+
+
+def reconcilers(cluster: Cluster) -> int:
+    """How many worker processes have said they reconcile the cluster."""
+    logs = sorted(cluster.tmp.glob("worker*.log"))
+    return sum("reconciles the cluster now" in log.read_text(errors="replace") for log in logs)
 
 
 def wait_until_styling(cluster: Cluster, job_id: str) -> None:
@@ -164,4 +171,34 @@ def test_database_connections_dropped_mid_job(cluster: Cluster, tmp_path: Path) 
     # Then the workers reconnect and the job completes whole
     cluster.repo.sessions.kw["bind"].dispose()  # the test's own pool lost its connections too
     cluster.wait_done(job_id)
+    assert_complete_output(cluster, job_id, clip, tmp_path / "out.mp4")
+
+
+def test_workers_take_over_from_a_killed_worker_by_themselves(cluster: Cluster, tmp_path: Path) -> None:
+    # Given two workers, neither with --beat, and no reconcile process
+    cluster.env["FRAMEQ_SEGMENT_S"] = "1"  # segments long enough to be killed in the middle of
+    workers = [cluster.start_worker("-c", "1") for _ in range(2)]
+    clip = long_clip(tmp_path)
+    job_id = cluster.cli("submit", str(clip))
+    # When the worker styling a segment is killed with SIGKILL
+    deadline = time.monotonic() + 120
+    while not (
+        styling := [
+            t
+            for t in cluster.repo.tasks(job_id)
+            if t.stage == "style" and t.state == "running" and t.frames_done
+        ]
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert reconcilers(cluster) == 1  # one of them reconciles the cluster, the other skips
+    dead = str(styling[0].worker)
+    (victim,) = [w for w in workers if os.getpgid(int(dead.rsplit(":", 1)[1])) == w.pid]
+    cluster.kill(victim)
+    lost = [t.id for t in cluster.repo.tasks(job_id) if t.state == "running" and t.worker == dead]
+    assert lost
+    # Then the other worker finds the lease run out, takes the task over and finishes the job
+    cluster.wait_done(job_id)
+    retried = [t for t in cluster.repo.tasks(job_id) if t.id in lost]
+    assert all(t.attempts == 2 and t.worker != dead for t in retried)
     assert_complete_output(cluster, job_id, clip, tmp_path / "out.mp4")
