@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, func, select, true, update
+from sqlalchemy import CursorResult, Update, case, delete, func, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.clock import db_now
 from orchestrator.errors import JobNotFound
 from orchestrator.planning import TaskSpec
-from orchestrator.recipes import PLAN_STAGE, PLAN_TASK
-from orchestrator.routing import queue_for
+from orchestrator.recipes import ASSEMBLE_TASK, PLAN_STAGE, PLAN_TASK
 from orchestrator.schema import (
     FINISHED_JOB_STATES,
     Artifact,
@@ -27,8 +27,8 @@ from orchestrator.schema import (
     Task,
     TaskDependency,
     TaskState,
-    utcnow,
 )
+from orchestrator.tasktypes import queue_for
 
 LEASE_S = 300.0
 
@@ -49,6 +49,7 @@ class Expansion:
 
     kind: str
     media: dict[str, Any]
+    frames: int  # the source's: a job of three stages over 120 frames is 120 frames
     specs: list[TaskSpec] = field(default_factory=list)
 
 
@@ -63,6 +64,17 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """Totals over a set of jobs (a directory's), for a progress bar."""
+
+    jobs: int  # of those asked about, the ones that exist
+    jobs_finished: int
+    frames_total: int
+    frames_done: int
+    current_stage: str | None  # of the oldest running task
+
+
+@dataclass(frozen=True)
 class ReadyTask:
     """What a dispatcher needs to send a task: its id, task type and queue."""
 
@@ -71,6 +83,12 @@ class ReadyTask:
     queue: str
     priority: int
     dispatched_at: datetime | None = None
+
+
+def frames_done(frames_total: int, work_done: int, work_total: int) -> int:
+    """A job's frames done, from the frames its tasks have done over all its stages: 120 frames
+    through matte and composite are 240 frames of work, and 120 of them done is 60 frames."""
+    return frames_total * work_done // work_total if work_total else 0
 
 
 class Repository:
@@ -139,7 +157,13 @@ class Repository:
             job = s.get(Job, job_id)
             if job is None:
                 raise JobNotFound(f"no job {job_id!r}")
-            done = s.scalar(select(func.coalesce(func.sum(Task.frames_done), 0)).where(Task.job_id == job_id))
+            work_done, work_total = s.execute(
+                select(
+                    func.coalesce(func.sum(Task.frames_done), 0),
+                    func.coalesce(func.sum(Task.frames_total), 0),
+                ).where(Task.job_id == job_id)
+            ).one()
+            done = frames_done(job.frames_total, int(work_done), int(work_total))
             counts = dict(
                 s.execute(
                     select(Task.state, func.count()).where(Task.job_id == job_id).group_by(Task.state)
@@ -154,9 +178,78 @@ class Repository:
             return JobView(job, int(done or 0), {str(k): int(v) for k, v in counts.items()}, current)
 
     def list_jobs(self, limit: int = 50) -> list[JobView]:
+        """The newest jobs, each as `view` shows it, in three statements however many they are."""
         with self.sessions() as s:
-            ids = s.scalars(select(Job.id).order_by(Job.created_at.desc()).limit(limit)).all()
-        return [self.view(job_id) for job_id in ids]
+            jobs = list(s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)).all())
+            ids = [job.id for job in jobs]
+            counts: dict[str, dict[str, int]] = {job_id: {} for job_id in ids}
+            work: dict[str, tuple[int, int]] = {}  # job -> (frames done, frames) over its tasks
+            for job_id, state, n, done, total in s.execute(
+                select(
+                    Task.job_id,
+                    Task.state,
+                    func.count(),
+                    func.coalesce(func.sum(Task.frames_done), 0),
+                    func.coalesce(func.sum(Task.frames_total), 0),
+                )
+                .where(Task.job_id.in_(ids))
+                .group_by(Task.job_id, Task.state)
+            ):
+                counts[job_id][str(state)] = int(n)
+                so_far = work.get(job_id, (0, 0))
+                work[job_id] = (so_far[0] + int(done), so_far[1] + int(total))
+            current: dict[str, str] = {}
+            for job_id, stage in s.execute(
+                select(Task.job_id, Task.stage)
+                .where(Task.job_id.in_(ids), Task.state == TaskState.RUNNING)
+                .order_by(Task.id)
+            ):
+                current.setdefault(job_id, stage)  # the oldest running task's, as in `view`
+        return [
+            JobView(
+                job,
+                frames_done(job.frames_total, *work.get(job.id, (0, 0))),
+                counts[job.id],
+                current.get(job.id),
+            )
+            for job in jobs
+        ]
+
+    def progress(self, job_ids: Sequence[str]) -> Progress:
+        """Totals over these jobs in one statement: a bar over a directory of thousands of files
+        asks several times a second, and a few queries per job would load the database."""
+        picked = select(Job.id, Job.frames_total, Job.finished_at).where(Job.id.in_(job_ids)).cte("picked")
+        work = (
+            select(
+                Task.job_id,
+                func.sum(Task.frames_done).label("done"),
+                func.sum(Task.frames_total).label("total"),
+            )
+            .join(picked, picked.c.id == Task.job_id)
+            .group_by(Task.job_id)
+            .subquery("work")
+        )
+        # frames_done() of each job, in SQL: its frames scaled by the share of its work done.
+        done = case((work.c.total > 0, picked.c.frames_total * work.c.done // work.c.total), else_=0)
+        stage = (
+            select(Task.stage)
+            .join(picked, picked.c.id == Task.job_id)
+            .where(Task.state == TaskState.RUNNING)
+            .order_by(Task.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        with self.sessions() as s:
+            jobs, finished, total, frames, current = s.execute(
+                select(
+                    func.count(picked.c.id),
+                    func.count(picked.c.finished_at),
+                    func.coalesce(func.sum(picked.c.frames_total), 0),
+                    func.coalesce(func.sum(done), 0),
+                    stage,
+                ).select_from(picked.outerjoin(work, work.c.job_id == picked.c.id))
+            ).one()
+        return Progress(int(jobs), int(finished), int(total), int(frames), current)
 
     def tasks(self, job_id: str) -> list[Task]:
         with self.sessions() as s:
@@ -208,7 +301,7 @@ class Repository:
     def mark_dispatched(self, task_ids: Sequence[int]) -> None:
         if task_ids:
             with self.sessions.begin() as s:
-                s.execute(update(Task).where(Task.id.in_(task_ids)).values(dispatched_at=utcnow()))
+                s.execute(update(Task).where(Task.id.in_(task_ids)).values(dispatched_at=db_now()))
 
     def release(self, task_id: int, error: str, worker: str | None = None) -> bool:
         """Give a running task back after a transient failure: ready to run again."""
@@ -225,16 +318,21 @@ class Repository:
     def reap_expired(self, max_attempts: int) -> tuple[list[int], list[int]]:
         """Running tasks whose lease ran out (their worker died): ready again, or failed when
         they have used up their attempts. Returns (ready ids, failed ids)."""
-        now = utcnow()
         with self.sessions() as s:
             expired = s.execute(
-                select(Task.id, Task.attempts).where(Task.state == TaskState.RUNNING, Task.lease_until < now)
+                select(Task.id, Task.attempts).where(
+                    Task.state == TaskState.RUNNING, Task.lease_until < db_now()
+                )
             ).all()
         ready, failed = [], []
         for task_id, attempts in expired:
             if attempts >= max_attempts:
                 with self.sessions.begin() as s:
-                    if _changed(s, self._expired(task_id, now).values(state=TaskState.FAILED)):
+                    # As `fail` leaves it: finished now, no lease; the worker it lost is kept.
+                    failing = self._expired(task_id).values(
+                        state=TaskState.FAILED, finished_at=db_now(), lease_until=None
+                    )
+                    if _changed(s, failing):
                         task = s.get_one(Task, task_id)
                         error = f"{task.name} lost its worker {attempts} times"
                         task.error = error
@@ -242,18 +340,23 @@ class Repository:
                         failed.append(task_id)
             else:
                 with self.sessions.begin() as s:
-                    values = {"state": TaskState.READY, "lease_until": None, "error": "worker lost"}
-                    if _changed(s, self._expired(task_id, now).values(**values)):
+                    # As `release` leaves it: nobody holds a ready task.
+                    requeue = self._expired(task_id).values(
+                        state=TaskState.READY, lease_until=None, worker=None, error="worker lost"
+                    )
+                    if _changed(s, requeue):
                         ready.append(task_id)
         return ready, failed
 
     @staticmethod
-    def _expired(task_id: int, now: Any) -> Update:
-        return update(Task).where(Task.id == task_id, Task.state == TaskState.RUNNING, Task.lease_until < now)
+    def _expired(task_id: int) -> Update:
+        return update(Task).where(
+            Task.id == task_id, Task.state == TaskState.RUNNING, Task.lease_until < db_now()
+        )
 
     def undispatched(self, older_than_s: float) -> list[int]:
         """Ready tasks whose last message is old enough to have been lost (broker restart)."""
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        cutoff = db_now(-older_than_s)
         with self.sessions() as s:
             return list(
                 s.scalars(
@@ -266,7 +369,7 @@ class Repository:
 
     def claim(self, task_id: int, worker: str, lease_s: float = LEASE_S) -> Task | None:
         """Take a ready task for this worker, or None if another has it or it is finished."""
-        now = utcnow()
+        now = db_now()
         with self.sessions.begin() as s:
             claimed = _changed(
                 s,
@@ -276,7 +379,7 @@ class Repository:
                     state=TaskState.RUNNING,
                     worker=worker,
                     attempts=Task.attempts + 1,
-                    lease_until=now + timedelta(seconds=lease_s),
+                    lease_until=db_now(lease_s),
                     started_at=now,
                     frames_done=0,
                     error=None,
@@ -305,7 +408,7 @@ class Repository:
                     .where(Task.id == task_id, Task.state == TaskState.RUNNING, _held_by(worker))
                     .values(
                         frames_done=frames_done,
-                        lease_until=utcnow() + timedelta(seconds=lease_s),
+                        lease_until=db_now(lease_s),
                     ),
                 )
             )
@@ -327,19 +430,19 @@ class Repository:
     def complete(
         self,
         task_id: int,
-        output_key: str | None,
         size_bytes: int = 0,
         expansion: Expansion | None = None,
         worker: str | None = None,
         also_stored: Sequence[tuple[str, int]] = (),
+        read_bytes: int = 0,
     ) -> list[int]:
         """Mark a running task done and return the ids of the tasks that became ready.
 
-        The same transaction records the artifact (and `also_stored`: other objects the task
-        wrote, as (key, size)), adds the tasks a plan expands to, and finishes the job when
-        this was its last task.
+        The same transaction records the artifact at the task's output key (and `also_stored`:
+        other objects the task wrote, as (key, size)), adds the tasks a plan expands to, and,
+        when the task is the job's terminal (assemble), marks the job done with its output.
         """
-        now = utcnow()
+        now = db_now()
         with self.sessions.begin() as s:
             task = s.get_one(Task, task_id)
             done = _changed(
@@ -348,15 +451,15 @@ class Repository:
                 .where(Task.id == task_id, Task.state == TaskState.RUNNING, _held_by(worker))
                 .values(
                     state=TaskState.DONE,
-                    output_key=output_key,
                     frames_done=Task.frames_total,
+                    read_bytes=read_bytes,
                     finished_at=now,
                     lease_until=None,
                 ),
             )
             if not done:
                 return []
-            stored = [(output_key, size_bytes)] if output_key is not None else []
+            stored = [(task.output_key, size_bytes)] if task.output_key is not None else []
             for key, size in [*stored, *also_stored]:
                 self._record_artifact(s, task, key, size)
             ready = self._expand(s, task.job_id, expansion) if expansion else []
@@ -382,16 +485,13 @@ class Repository:
                     .returning(Task.id)
                 ).all()
             )
-            left = s.scalar(
-                select(func.count())
-                .select_from(Task)
-                .where(Task.job_id == task.job_id, Task.state != TaskState.DONE)
-            )
-            if left == 0:
+            # The job ends with its one terminal task, never by counting what is left: two tasks
+            # finishing at once could each see the other unfinished.
+            if task.name == ASSEMBLE_TASK:
                 s.execute(
                     update(Job)
                     .where(Job.id == task.job_id, Job.state == JobState.RUNNING)
-                    .values(state=JobState.DONE, output_key=output_key, finished_at=now)
+                    .values(state=JobState.DONE, output_key=task.output_key, finished_at=now)
                 )
             return sorted(newly_ready)
 
@@ -403,28 +503,68 @@ class Repository:
                 s,
                 update(Task)
                 .where(Task.id == task_id, Task.state == TaskState.RUNNING, _held_by(worker))
-                .values(state=TaskState.FAILED, error=error, finished_at=utcnow(), lease_until=None),
+                .values(state=TaskState.FAILED, error=error, finished_at=db_now(), lease_until=None),
             )
             if failed:
                 self._finish_job(s, s.get_one(Task, task_id).job_id, JobState.FAILED, error)
             return bool(failed)
+
+    # -- store retention ----------------------------------------------------------------
+
+    def record_input(self, job_id: str, key: str, size_bytes: int) -> None:
+        """An object put in the store for the job before any task ran (its source, a background)."""
+        with self.sessions.begin() as s:
+            if s.scalar(select(Artifact.id).where(Artifact.key == key)) is None:
+                s.add(
+                    Artifact(job_id=job_id, task_id=None, key=key, size_bytes=size_bytes, created_at=db_now())
+                )
+
+    def artifacts(self, job_id: str) -> list[Artifact]:
+        with self.sessions() as s:
+            query = select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.id)
+            return list(s.scalars(query).all())
+
+    def finished_jobs(self, finished_s_ago: float) -> list[Job]:
+        """Jobs that finished (done, failed or cancelled) at least this long ago, with artifacts left.
+
+        None of their tasks runs any more: done jobs ended with their last task, and the workers
+        of a failed or cancelled one stop at their next batch, well within a lease."""
+        with self.sessions() as s:
+            return list(
+                s.scalars(
+                    select(Job)
+                    .where(Job.state.in_(FINISHED_JOB_STATES), Job.finished_at <= db_now(-finished_s_ago))
+                    .where(Job.id.in_(select(Artifact.job_id)))
+                    .order_by(Job.finished_at)
+                ).all()
+            )
+
+    def forget_artifacts(self, keys: Sequence[str]) -> None:
+        """The objects at these keys were deleted from the store."""
+        if keys:
+            with self.sessions.begin() as s:
+                s.execute(delete(Artifact).where(Artifact.key.in_(keys)))
 
     # -- helpers ------------------------------------------------------------------------
 
     def _record_artifact(self, s: Session, task: Task, key: str, size_bytes: int) -> None:
         artifact = s.scalar(select(Artifact).where(Artifact.key == key))
         if artifact is None:
-            s.add(Artifact(job_id=task.job_id, task_id=task.id, key=key, size_bytes=size_bytes))
+            s.add(
+                Artifact(
+                    job_id=task.job_id, task_id=task.id, key=key, size_bytes=size_bytes, created_at=db_now()
+                )
+            )
         else:  # a rerun overwrote the same object
             artifact.size_bytes = size_bytes
-            artifact.created_at = utcnow()
+            artifact.created_at = db_now()
 
     def _expand(self, s: Session, job_id: str, expansion: Expansion) -> list[int]:
         """Insert the planned tasks; return all their ids (readiness is settled by the caller)."""
         job = s.get_one(Job, job_id)
         job.kind = expansion.kind
         job.media = expansion.media
-        job.frames_total = sum(spec.frames_total for spec in expansion.specs)
+        job.frames_total = expansion.frames
         created: dict[tuple[str, int | None], Task] = {}
         for spec in expansion.specs:
             task = Task(
@@ -434,6 +574,8 @@ class Repository:
                 queue=spec.queue,
                 segment=spec.segment,
                 params=spec.params,
+                output_key=spec.output_key,
+                output_format=spec.output_format,
                 frames_total=spec.frames_total,
                 deps_left=len(spec.needs),
                 state=TaskState.WAITING,
@@ -449,7 +591,7 @@ class Repository:
         return [task.id for task in created.values()]
 
     def _finish_job(self, s: Session, job_id: str, state: JobState, error: str) -> None:
-        now = utcnow()
+        now = db_now()
         s.execute(
             update(Job)
             .where(Job.id == job_id, Job.state.not_in(FINISHED_JOB_STATES))
