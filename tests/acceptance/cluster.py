@@ -58,7 +58,8 @@ class Cluster:
 
 
 def assert_complete_output(c: Cluster, job_id: str, src: Path, out: Path) -> None:
-    """Every frame at its time, the audio in sync, each segment stored once."""
+    """Every frame at its time, the audio in sync, each segment at its planned key, and once the
+    job is done only its output and its source left in the store."""
     c.cli("fetch", job_id, "-o", str(out))
     a, b = decode(src), decode(out)
     assert len(b.frames) == len(a.frames)
@@ -71,4 +72,4 @@ def assert_complete_output(c: Cluster, job_id: str, src: Path, out: Path) -> Non
     assert keys == [f"jobs/{job_id}/style/{i:05d}.mp4" for i in range(len(segments))]
     with c.repo.sessions() as s:
         stored = s.scalars(select(Artifact.key).where(Artifact.job_id == job_id)).all()
-    assert sorted(stored) == sorted([*keys, f"jobs/{job_id}/output.mp4"])
+    assert sorted(stored) == [f"jobs/{job_id}/output.mp4", f"jobs/{job_id}/source.mp4"]

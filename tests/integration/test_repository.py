@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import JobNotFound
+from orchestrator.params import JobParams
 from orchestrator.planning import Segment, expand
 from orchestrator.recipes import get_recipe
 from orchestrator.repository import Expansion, Repository
@@ -25,8 +26,9 @@ def new_job(repo: Repository, job_id: str = "job1", priority: int = 0) -> int:
 
 def plan(repo: Repository, plan_id: int, segments: int = 2) -> list[int]:
     assert repo.claim(plan_id, "w") is not None
-    specs = expand(get_recipe("cartoon"), [Segment(i, i * 10, None, 5) for i in range(segments)])
-    return repo.complete(plan_id, None, expansion=Expansion("video", {"frames": 5 * segments}, specs))
+    segs = [Segment(i, i * 10, None, 5) for i in range(segments)]
+    specs = expand(get_recipe("cartoon"), segs, "video", "job1", JobParams(".mp4"))
+    return repo.complete(plan_id, expansion=Expansion("video", {}, 5 * segments, specs))
 
 
 def test_a_task_is_claimed_once(sessions: sessionmaker[Session]) -> None:
@@ -49,9 +51,9 @@ def test_plan_expands_and_dependents_become_ready_in_order(sessions: sessionmake
         task = tasks[("style", seg)]
         assert repo.claim(task.id, "w")
         assert repo.heartbeat(task.id, 3)
-        became_ready = repo.complete(task.id, f"jobs/job1/style/{seg:05d}.mp4", 100)
+        became_ready = repo.complete(task.id, 100)
         assert became_ready == ([] if i == 0 else [tasks[("assemble", None)].id])
-    assert repo.complete(tasks[("style", 1)].id, "again", 1) == []  # second completion is a no-op
+    assert repo.complete(tasks[("style", 1)].id, 1) == []  # second completion is a no-op
 
     assemble = tasks[("assemble", None)]
     inputs = repo.inputs(assemble.id)
@@ -60,7 +62,7 @@ def test_plan_expands_and_dependents_become_ready_in_order(sessions: sessionmake
         "jobs/job1/style/00001.mp4",
     ]
     assert repo.claim(assemble.id, "w")
-    repo.complete(assemble.id, "jobs/job1/output.mp4", 200)
+    repo.complete(assemble.id, 200)
     view = repo.view("job1")
     assert view.job.state == JobState.DONE
     assert view.job.output_key == "jobs/job1/output.mp4"
@@ -87,7 +89,7 @@ def test_cancel_stops_running_tasks_at_their_next_heartbeat(sessions: sessionmak
     assert repo.claim(style.id, "w")
     assert repo.cancel_job("job1")
     assert not repo.heartbeat(style.id, 2)
-    assert repo.complete(style.id, "late", 1) == []
+    assert repo.complete(style.id, 1) == []
     assert repo.get_job("job1").state == JobState.CANCELLED
     assert not repo.cancel_job("job1")  # already finished
 
@@ -108,10 +110,10 @@ def test_artifact_of_a_rerun_is_one_row(sessions: sessionmaker[Session]) -> None
     plan(repo, new_job(repo), segments=1)
     style = next(t for t in repo.tasks("job1") if t.stage == "style")
     repo.claim(style.id, "w")
-    repo.complete(style.id, "jobs/job1/style/00000.mp4", 10)
+    repo.complete(style.id, 10)
     with sessions.begin() as s:  # as if the lease expired and the task ran again
         s.get_one(type(style), style.id).state = TaskState.RUNNING
-    repo.complete(style.id, "jobs/job1/style/00000.mp4", 12)
+    repo.complete(style.id, 12)
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Artifact)) == 1
         assert s.scalar(select(Artifact.size_bytes)) == 12
@@ -130,8 +132,8 @@ def test_a_worker_whose_lease_was_taken_over_cannot_report(sessions: sessionmake
     assert repo.reap_expired(max_attempts=3) == ([style.id], [])
     assert repo.claim(style.id, "new-worker")
     assert not repo.heartbeat(style.id, 3, worker="slow-worker")  # told to stop
-    assert repo.complete(style.id, "k", 1, worker="slow-worker") == []
-    assert repo.complete(style.id, "k", 1, worker="new-worker") == [repo.tasks("job1")[-1].id]  # assemble
+    assert repo.complete(style.id, 1, worker="slow-worker") == []
+    assert repo.complete(style.id, 1, worker="new-worker") == [repo.tasks("job1")[-1].id]  # assemble
 
 
 def test_expired_leases_fail_the_job_after_the_last_attempt(sessions: sessionmaker[Session]) -> None:
