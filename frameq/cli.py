@@ -11,6 +11,7 @@ from types import FrameType
 import click
 
 from frameq import distributed
+from frameq.checks import check_device
 from frameq.progress import ProgressBar, summary_line
 from orchestrator.background import parse_background
 from orchestrator.errors import FrameqError, InputError
@@ -86,6 +87,7 @@ def run(
 ) -> None:
     """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
     settings = Settings.from_env(crf=crf, preset=preset, segment_s=segment_s, device=device)
+    check_device(settings, device)
     runtime = Runtime.open(settings)
     also = (MATTE_STAGE,) if with_matte else ()
     pairs = _pairs(input_path, output, get_recipe(recipe).alpha, also)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from frameq.checks import check_device
 from orchestrator.background import parse_background
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, FrameqError
@@ -16,10 +17,10 @@ from orchestrator.inputs import output_suffix_for
 from orchestrator.outputs import copy_outputs, output_keys
 from orchestrator.recipes import MATTE_STAGE, get_recipe
 from orchestrator.reconcile import reconcile as reconcile_once
-from orchestrator.routing import QUEUES
 from orchestrator.schema import JobState, TaskState
 from orchestrator.settings import Settings
 from orchestrator.submit import submit as submit_job
+from orchestrator.tasktypes import QUEUES
 from workers.runtime import Runtime
 
 
@@ -129,6 +130,7 @@ def worker(queues: str, concurrency: int, device: str | None, beat: bool, loglev
     if unknown:
         raise ConfigError(f"unknown queue(s) {', '.join(sorted(unknown))} (known: {', '.join(QUEUES)})")
     settings = Settings.from_env(device=device)
+    check_device(settings, device)
     app = make_app(settings)
     argv = [
         "worker",

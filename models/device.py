@@ -14,6 +14,12 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def available_devices() -> list[str]:
+    """The devices this machine can run models on, as `--device` names them."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu", *(f"cuda:{index}" for index in range(count))]
+
+
 def compute_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
