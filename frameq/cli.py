@@ -11,7 +11,7 @@ from types import FrameType
 import click
 
 from frameq import distributed
-from frameq.checks import check_device
+from frameq.checks import check_device, check_output_directory, check_outputs
 from frameq.progress import ProgressBar, summary_line
 from orchestrator.background import parse_background
 from orchestrator.errors import FrameqError, InputError
@@ -88,9 +88,14 @@ def run(
     """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
     settings = Settings.from_env(crf=crf, preset=preset, segment_s=segment_s, device=device)
     check_device(settings, device)
-    runtime = Runtime.open(settings)
     also = (MATTE_STAGE,) if with_matte else ()
     pairs = _pairs(input_path, output, get_recipe(recipe).alpha, also)
+    if input_path.is_dir():
+        check_output_directory(output)
+        check_outputs(_written(pairs, also))
+    else:  # the path as given too: an existing directory is no file name, whatever the suffix
+        check_outputs([output, *_written(pairs, also)])
+    runtime = Runtime.open(settings)
     batch_id = new_id() if len(pairs) > 1 else None
     jobs = [
         submit(
@@ -132,6 +137,15 @@ def run(
         if len(outputs) > 1:
             click.echo(f"{failed} of {len(outputs)} jobs failed", err=True)
         sys.exit(1)
+
+
+def _written(pairs: list[tuple[Path, Path]], also: tuple[str, ...]) -> list[Path]:
+    """Every file the run will write: each output and the stage outputs beside it."""
+    return [
+        path
+        for src, dest in pairs
+        for path in (dest, *(stage_output_path(dest, stage, kind_of(src) or "video") for stage in also))
+    ]
 
 
 def _pairs(

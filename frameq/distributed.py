@@ -9,15 +9,16 @@ from pathlib import Path
 
 import click
 
-from frameq.checks import check_device
+from frameq.checks import check_device, check_outputs
 from orchestrator.background import parse_background
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, FrameqError
 from orchestrator.inputs import output_suffix_for
-from orchestrator.outputs import copy_outputs, output_keys
+from orchestrator.outputs import copy_outputs, output_keys, stage_output_path
+from orchestrator.params import JobParams
 from orchestrator.recipes import MATTE_STAGE, get_recipe
 from orchestrator.reconcile import reconcile as reconcile_once
-from orchestrator.schema import JobState, TaskState
+from orchestrator.schema import Job, JobState, TaskState
 from orchestrator.settings import Settings
 from orchestrator.submit import submit as submit_job
 from orchestrator.tasktypes import QUEUES
@@ -95,8 +96,15 @@ def fetch(job_id: str, output: Path | None, url: bool) -> None:
         return
     if output is None:
         raise click.UsageError("give -o OUTPUT or --url")
+    check_outputs(_written(job, output))
     written = copy_outputs(runtime.store, job, output)
     click.echo(f"{job_id} -> {', '.join(map(str, written))}")
+
+
+def _written(job: Job, output: Path) -> list[Path]:
+    """The files `fetch` writes: the output, and the stage outputs kept beside it."""
+    also = JobParams.from_json(job.params).also_outputs
+    return [output, *(stage_output_path(output, stage, str(job.kind)) for stage in also)]
 
 
 @click.command()

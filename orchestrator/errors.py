@@ -32,3 +32,12 @@ class TransientError(FrameqError):
 
 class Cancelled(FrameqError):
     """The job was cancelled while the task ran."""
+
+
+class OutputError(FrameqError):
+    """An output path cannot be written: refused before any work, not after a whole video."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
