@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 
@@ -14,7 +16,7 @@ from frameq import distributed
 from frameq.checks import check_device, check_output_directory, check_outputs
 from frameq.progress import ProgressBar, summary_line
 from orchestrator.background import parse_background
-from orchestrator.errors import FrameqError, InputError
+from orchestrator.errors import FrameqError, InputError, JobNotFound
 from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, kind_of, output_suffix_for
 from orchestrator.outputs import copy_outputs, stage_output_path
 from orchestrator.recipes import MATTE_STAGE, RECIPES, get_recipe
@@ -97,32 +99,30 @@ def run(
         check_outputs([output, *_written(pairs, also)])
     runtime = Runtime.open(settings)
     batch_id = new_id() if len(pairs) > 1 else None
-    jobs = [
-        submit(
-            runtime.repo,
-            runtime.store,
-            settings,
-            src,
-            recipe,
-            dest.suffix,
-            batch_id=batch_id,
-            background=parse_background(background) if background else None,
-            also_outputs=also,
-        )
-        for src, dest in pairs
-    ]
-    outputs = {job.id: dest for job, (_, dest) in zip(jobs, pairs, strict=True)}
+    # Ids chosen before submitting, so that an interrupt can cancel the job being submitted too.
+    outputs = {new_id(): dest for _, dest in pairs}
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        for job_id, (src, dest) in zip(outputs, pairs, strict=True):
+            submit(
+                runtime.repo,
+                runtime.store,
+                settings,
+                src,
+                recipe,
+                dest.suffix,
+                batch_id=batch_id,
+                background=parse_background(background) if background else None,
+                also_outputs=also,
+                job_id=job_id,
+            )
         with ProgressBar(runtime.repo, list(outputs), enabled=sys.stderr.isatty()):
             run_jobs(runtime, list(outputs))
     except Interrupted:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for job_id in outputs:  # recorded, so `frameq jobs` does not show them running forever
-            runtime.repo.cancel_job(job_id)
-        click.echo(f"interrupted: {len(outputs)} job(s) cancelled", err=True)
+        click.echo(f"interrupted: {_cancel(runtime, outputs)} job(s) cancelled", err=True)
         sys.exit(130)
     failed = 0
     for job_id, dest in outputs.items():
@@ -137,6 +137,16 @@ def run(
         if len(outputs) > 1:
             click.echo(f"{failed} of {len(outputs)} jobs failed", err=True)
         sys.exit(1)
+
+
+def _cancel(runtime: Runtime, job_ids: Iterable[str]) -> int:
+    """Cancel those of these jobs that are recorded and not finished; returns how many.
+    Recorded ones must not wait in `frameq jobs` for ever; the rest never got a row."""
+    cancelled = 0
+    for job_id in job_ids:
+        with contextlib.suppress(JobNotFound):  # interrupted before its row was written
+            cancelled += runtime.repo.cancel_job(job_id)
+    return cancelled
 
 
 def _written(pairs: list[tuple[Path, Path]], also: tuple[str, ...]) -> list[Path]:

@@ -32,11 +32,14 @@ def submit(
     batch_id: str | None = None,
     background: dict[str, Any] | None = None,
     also_outputs: tuple[str, ...] = (),
+    job_id: str | None = None,
 ) -> Job:
     """Record a job for `path`. A bad input still gets a job row, failed with the reason.
 
     `background` is what parse_background made of `--background`, for recipes that use one;
     `also_outputs` names earlier stages to assemble as outputs of their own (the matte).
+    `job_id`, when the caller chose it (new_id), lets it cancel the job should it be
+    interrupted while this runs.
     """
     spec = get_recipe(recipe)
     if spec.background and background is None:  # the caller's mistake, no job
@@ -48,7 +51,7 @@ def submit(
             raise RecipeError(f"recipe {recipe}: the {stage} is its output already")
         if not spec.has_stage(stage):
             raise RecipeError(f"recipe {recipe} has no {stage} stage to write as well")
-    job_id = new_id()
+    job_id = job_id or new_id()
     stored_background = dict(background or {})
     if "path" in stored_background:
         stored_background["key"] = background_key(job_id, Path(stored_background["path"]).suffix)
