@@ -124,6 +124,9 @@ def run(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         click.echo(f"interrupted: {_cancel(runtime, outputs)} job(s) cancelled", err=True)
         sys.exit(130)
+    except FrameqError:  # a submission refused for all (the store): no job may wait for ever
+        _cancel(runtime, outputs)
+        raise
     failed = 0
     for job_id, dest in outputs.items():
         view = runtime.repo.view(job_id)

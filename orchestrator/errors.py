@@ -41,3 +41,8 @@ class OutputError(FrameqError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class StoreRefused(ConfigError):
+    """The object store refused a request for good (no such bucket, access denied): retrying
+    cannot help, a setting or a permission has to change."""

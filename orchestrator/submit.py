@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.background import background_key
-from orchestrator.errors import InputError, RecipeError, TransientError
+from orchestrator.errors import InputError, RecipeError, StoreRefused, TransientError
 from orchestrator.inputs import check_file
 from orchestrator.recipes import get_recipe
 from orchestrator.repository import Repository
@@ -35,6 +35,8 @@ def submit(
     job_id: str | None = None,
 ) -> Job:
     """Record a job for `path`. A bad input still gets a job row, failed with the reason.
+    A store that refuses for good fails the job too, then raises StoreRefused: every other
+    submission would meet the same refusal.
 
     `background` is what parse_background made of `--background`, for recipes that use one;
     `also_outputs` names earlier stages to assemble as outputs of their own (the matte).
@@ -81,6 +83,9 @@ def submit(
             store.put_file(stored_background["key"], Path(stored_background["path"]))
     except InputError as exc:
         repo.fail_job(job_id, str(exc))
+    except StoreRefused as exc:
+        repo.fail_job(job_id, str(exc))
+        raise
     except TransientError as exc:
         repo.fail_job(job_id, f"{name}: upload failed, submit again ({exc})")
     except OSError as exc:

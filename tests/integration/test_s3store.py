@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import TransientError
+from orchestrator.errors import StoreRefused, TransientError
 from orchestrator.s3store import S3Store
 from orchestrator.store import open_store
 
@@ -65,3 +65,32 @@ def test_missing_object_and_unreachable_endpoint(
     dead = store(s3_env, tmp_path)
     with pytest.raises(TransientError, match="unreachable"):
         dead.exists("jobs/x")
+
+
+@pytest.mark.parametrize("size", [5, 40 * 2**20], ids=["one request", "in parts"])
+def test_a_bucket_that_does_not_exist_is_refused_at_once(
+    s3_env: dict[str, str], tmp_path: Path, size: int
+) -> None:
+    s3 = open_store("s3://frameq-no-such-bucket/prefix", tmp_path / "scratch")
+    assert isinstance(s3, S3Store)
+    requests: list[str] = []
+    s3.client.meta.events.register("before-send.s3", lambda request, **_: requests.append(request.method))
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(size))
+    with pytest.raises(StoreRefused) as refused:
+        s3.put_file("jobs/j1/source.mp4", src)
+    assert str(refused.value) == "s3://frameq-no-such-bucket/prefix/jobs/j1/source.mp4: no such bucket"
+    assert len(requests) == 1  # asked once: a refusal is not retried
+
+
+def test_delete_and_bytes_read(s3_env: dict[str, str], tmp_path: Path) -> None:
+    s3 = store(s3_env, tmp_path)
+    key = "jobs/j9/matte/00000.mkv"
+    with s3.writing(key) as path:
+        path.write_bytes(b"x" * 1000)
+    with s3.reading(key):
+        pass
+    assert s3.bytes_read == 1000  # what a task downloaded, for its row
+    s3.delete(key)
+    assert not s3.exists(key)
+    s3.delete(key)  # deleting twice is harmless
