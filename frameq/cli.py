@@ -9,12 +9,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import click
 
 from frameq import distributed
 from frameq.checks import check_device, check_output_directory, check_outputs
 from frameq.progress import ProgressBar, summary_line
+from frameq.servers import BROKER_ERRORS, DATABASE_ERRORS, broker_unreachable, database_unreachable, redact
 from orchestrator.background import parse_background
 from orchestrator.errors import FrameqError, InputError, JobNotFound
 from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, kind_of, output_suffix_for
@@ -45,14 +47,26 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 class FrameqGroup(click.Group):
-    """Expected errors end as one line on stderr and a non-zero status, no traceback."""
+    """Expected errors end as one line on stderr and a non-zero status, no traceback.
+
+    A database or broker that does not answer is expected too, wherever the first query or
+    message happens to be: the line names the setting and the address.
+    """
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except FrameqError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            _fail(exc)
+        except DATABASE_ERRORS as exc:
+            _fail(database_unreachable(Settings.from_env(), exc))
+        except BROKER_ERRORS as exc:
+            _fail(broker_unreachable(Settings.from_env(), exc))
+
+
+def _fail(exc: Exception) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=FrameqGroup)
@@ -267,7 +281,7 @@ def db_upgrade() -> None:
 
     settings = Settings.from_env()
     upgrade(make_engine(settings.database_url))
-    click.echo(f"database at head: {settings.database_url}")
+    click.echo(f"database at head: {redact(settings.database_url)}")
 
 
 for command in (

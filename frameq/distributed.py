@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from frameq.checks import check_device, check_outputs
+from frameq.servers import BROKER_ERRORS, broker_unreachable, check_broker, wait_for_database
 from orchestrator.background import parse_background
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, FrameqError
@@ -18,6 +19,7 @@ from orchestrator.outputs import copy_outputs, output_keys, stage_output_path
 from orchestrator.params import JobParams
 from orchestrator.recipes import MATTE_STAGE, get_recipe
 from orchestrator.reconcile import reconcile as reconcile_once
+from orchestrator.repository import Repository
 from orchestrator.schema import Job, JobState, TaskState
 from orchestrator.settings import Settings
 from orchestrator.submit import submit as submit_job
@@ -55,6 +57,7 @@ def submit(
 ) -> None:
     """Upload INPUT to the store, record its job and queue it; print the job id at once."""
     settings, runtime, dispatcher = _distributed()
+    check_broker(dispatcher, settings)  # else the job would be recorded and uploaded, then stuck
     alpha = get_recipe(recipe).alpha
     suffix = output_suffix_for(input_path, Path(f"output.{fmt}") if fmt else None, alpha)
     job = submit_job(
@@ -71,8 +74,19 @@ def submit(
     if job.state == JobState.FAILED:
         click.echo(f"error: {job.error}", err=True)
         sys.exit(1)
-    dispatcher.send([t.id for t in runtime.repo.tasks(job.id) if t.state == TaskState.READY])
+    send_ready(dispatcher, runtime.repo, settings, job.id)
     click.echo(job.id)
+
+
+def send_ready(dispatcher: CeleryDispatcher, repo: Repository, settings: Settings, job_id: str) -> None:
+    """Send the job's ready tasks. A broker lost since the check leaves them ready and never sent
+    (dispatched_at unset), which the reconciler sends once the broker is back: the job and its
+    upload are kept, and the error says so."""
+    try:
+        dispatcher.send([t.id for t in repo.tasks(job_id) if t.state == TaskState.READY])
+    except BROKER_ERRORS as exc:
+        then = f"job {job_id} is queued; will be sent when the broker is back"
+        raise broker_unreachable(settings, exc, then) from None
 
 
 @click.command()
@@ -139,6 +153,7 @@ def worker(queues: str, concurrency: int, device: str | None, beat: bool, loglev
         raise ConfigError(f"unknown queue(s) {', '.join(sorted(unknown))} (known: {', '.join(QUEUES)})")
     settings = Settings.from_env(device=device)
     check_device(settings, device)
+    wait_for_database(settings, lambda line: click.echo(f"frameq worker: {line}", err=True))
     app = make_app(settings)
     argv = [
         "worker",

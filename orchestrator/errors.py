@@ -46,3 +46,13 @@ class OutputError(FrameqError):
 class StoreRefused(ConfigError):
     """The object store refused a request for good (no such bucket, access denied): retrying
     cannot help, a setting or a permission has to change."""
+
+
+class Unreachable(FrameqError):
+    """A server frameq needs (the database, the broker) does not answer."""
+
+    def __init__(self, what: str, setting: str, address: str, reason: str) -> None:
+        super().__init__(f"cannot reach {what} at {address} ({setting}): {reason}")
+        self.setting = setting
+        self.address = address
+        self.reason = reason
