@@ -325,3 +325,39 @@ def models_list() -> None:
     absent = set(missing())
     for name in MODELS:
         click.echo(f"{'missing' if name in absent else 'ok':<8} {models_dir() / name}")
+
+
+DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(text: str) -> float:
+    """'90s', '30m', '12h', '7d' (a bare number is days) -> seconds."""
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in DURATION_UNITS_S else (text, "d")
+    try:
+        seconds = float(value) * DURATION_UNITS_S[unit]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected a duration such as 90s, 30m, 12h or 7d") from None
+    if seconds < 0:
+        raise click.BadParameter(f"{text!r}: a duration cannot be negative")
+    return seconds
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    help="Also delete outputs and inputs of jobs finished this long ago (90s, 30m, 12h, 7d); "
+    "default FRAMEQ_OUTPUTS_TTL_DAYS, unset: outputs are kept.",
+)
+def gc(older_than: str | None) -> None:
+    """Delete what finished jobs no longer need from the store: their intermediates, and with
+    --older-than (or FRAMEQ_OUTPUTS_TTL_DAYS) their outputs and inputs too."""
+    from orchestrator.retention import gc as collect
+
+    settings = Settings.from_env()
+    runtime = Runtime.open(settings)
+    if older_than is not None:
+        expiry_s: float | None = parse_duration_s(older_than)
+    else:
+        expiry_s = settings.outputs_ttl_days * 86400 if settings.outputs_ttl_days else None
+    freed = collect(runtime.repo, runtime.store, older_than_s=expiry_s, grace_s=settings.lease_s)
+    click.echo(f"deleted {freed.objects} objects ({freed.bytes / 2**20:.1f} MiB) from {settings.store_url}")

@@ -25,8 +25,11 @@ def compute_dtype(device: torch.device) -> torch.dtype:
 
 
 def to_tensor(frames: list, device: torch.device) -> torch.Tensor:
-    """RGB uint8 arrays [H, W, 3] -> float tensor [B, 3, H, W] in 0..1 on `device`."""
+    """uint8 arrays [H, W, C] (or [H, W]: one channel, a matte) -> float tensor [B, C, H, W] in
+    0..1 on `device`."""
     batch = torch.stack([torch.from_numpy(f) for f in frames]).to(device, non_blocking=True)
+    if batch.ndim == 3:  # [B, H, W] grey
+        batch = batch.unsqueeze(-1)
     # [B, H, W, 3] -> [B, 3, H, W], made contiguous: the filters are much slower on strided input
     return (
         batch.permute(0, 3, 1, 2).to(compute_dtype(device), memory_format=torch.contiguous_format).div_(255.0)

@@ -36,6 +36,7 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self.scratch = scratch  # local files being written or read
         self.client = client or boto3.client("s3", config=RETRIES)
+        self.bytes_read = 0
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -68,6 +69,7 @@ class S3Store:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _translated(self._url(key)):
             self.client.download_file(self.bucket, self._key(key), str(dest), Config=MULTIPART)
+        self.bytes_read += dest.stat().st_size
 
     def exists(self, key: str) -> bool:
         try:
@@ -76,6 +78,10 @@ class S3Store:
         except FileNotFoundError:
             return False
         return True
+
+    def delete(self, key: str) -> None:
+        with _translated(self._url(key)):  # S3 answers a missing key with success too
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str:
         return str(

@@ -9,6 +9,7 @@ from typing import Any
 from orchestrator.background import background_key
 from orchestrator.errors import InputError, RecipeError, StoreRefused, TransientError
 from orchestrator.inputs import check_file
+from orchestrator.params import JobParams
 from orchestrator.recipes import get_recipe
 from orchestrator.repository import Repository
 from orchestrator.schema import Job
@@ -18,6 +19,27 @@ from orchestrator.store import Store, source_key
 
 def new_id() -> str:
     return secrets.token_hex(6)
+
+
+def job_params(
+    settings: Settings,
+    output_suffix: str,
+    background: dict[str, Any] | None = None,
+    also_outputs: tuple[str, ...] = (),
+) -> JobParams:
+    """What this job fixes now, from the submitter's settings: its workers read it, not their own."""
+    return JobParams(
+        output_suffix=output_suffix,
+        crf=settings.crf,
+        preset=settings.preset,
+        segment_s=settings.segment_s,
+        batch_frames=settings.batch_frames,
+        max_pixels=settings.max_pixels,
+        matte_model=settings.matte_model,
+        background=background,
+        also_outputs=also_outputs,
+        keep_intermediates=settings.keep_intermediates,
+    )
 
 
 def submit(
@@ -65,22 +87,14 @@ def submit(
         source_key=source_key(job_id, path.suffix),
         priority=priority,
         batch_id=batch_id,
-        params={
-            "crf": settings.crf,
-            "preset": settings.preset,
-            "segment_s": settings.segment_s,
-            "batch_frames": settings.batch_frames,
-            "max_pixels": settings.max_pixels,
-            "output_suffix": output_suffix,
-            "background": stored_background or None,
-            "also_outputs": list(also_outputs),
-        },
+        params=job_params(settings, output_suffix, stored_background or None, also_outputs).to_json(),
     )
     try:
         check_file(path, name)  # an unknown suffix is probed as video: the probe says what it is
-        store.put_file(job.source_key, path)
+        repo.record_input(job_id, job.source_key, store.put_file(job.source_key, path))
         if "key" in stored_background:
-            store.put_file(stored_background["key"], Path(stored_background["path"]))
+            key = stored_background["key"]
+            repo.record_input(job_id, key, store.put_file(key, Path(stored_background["path"])))
     except InputError as exc:
         repo.fail_job(job_id, str(exc))
     except StoreRefused as exc:

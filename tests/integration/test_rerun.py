@@ -15,7 +15,8 @@ from workers.runtime import Runtime, execute
 
 
 def test_a_task_redone_after_its_worker_died_overwrites_its_segment(tmp_path: Path) -> None:
-    runtime = Runtime.open(Settings.from_env({"FRAMEQ_HOME": str(tmp_path / "home")}, segment_s=0.5))
+    env = {"FRAMEQ_HOME": str(tmp_path / "home"), "FRAMEQ_KEEP_INTERMEDIATES": "1"}  # to look at them
+    runtime = Runtime.open(Settings.from_env(env, segment_s=0.5))
     clip = make_video(tmp_path / "in.mp4", frames=30, gop=15)
     job = submit(runtime.repo, runtime.store, runtime.settings, clip.path, "cartoon", ".mp4")
     plan = runtime.repo.next_ready([job.id])
