@@ -23,7 +23,7 @@ from orchestrator.repository import Repository
 from orchestrator.schema import Job, JobState, TaskState
 from orchestrator.settings import Settings
 from orchestrator.submit import submit as submit_job
-from orchestrator.tasktypes import QUEUES
+from orchestrator.tasktypes import QUEUES, TASK_TYPES
 from workers.runtime import Runtime
 
 
@@ -142,7 +142,11 @@ def cancel(job_id: str) -> None:
 )
 @click.option("-c", "--concurrency", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N (one worker per GPU).")
-@click.option("--beat", is_flag=True, help="Also run the periodic reconciler in this worker.")
+@click.option(
+    "--beat",
+    is_flag=True,
+    help="Also run Celery beat with the periodic reconcile task (every worker reconciles anyway).",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(queues: str, concurrency: int, device: str | None, beat: bool, loglevel: str) -> None:
     """Start a Celery worker for some task types."""
@@ -153,6 +157,7 @@ def worker(queues: str, concurrency: int, device: str | None, beat: bool, loglev
         raise ConfigError(f"unknown queue(s) {', '.join(sorted(unknown))} (known: {', '.join(QUEUES)})")
     settings = Settings.from_env(device=device)
     check_device(settings, device)
+    check_model_files(queues.split(","))
     wait_for_database(settings, lambda line: click.echo(f"frameq worker: {line}", err=True))
     app = make_app(settings)
     argv = [
@@ -171,6 +176,19 @@ def worker(queues: str, concurrency: int, device: str | None, beat: bool, loglev
     app.worker_main([*argv, "-B"] if beat else argv)
 
 
+def check_model_files(queues: list[str]) -> None:
+    """A worker for task types that run pretrained models refuses to start without their files,
+    rather than take tasks it cannot run."""
+    from models.weights import missing, models_dir
+
+    needing = sorted({t.queue for t in TASK_TYPES.values() if t.model_files and t.queue in queues})
+    if needing and (absent := missing()):
+        raise ConfigError(
+            f"queue {', '.join(needing)} needs model files missing from {models_dir()}: "
+            f"{', '.join(absent)}; run `frameq models pull`"
+        )
+
+
 @click.command()
 @click.option("--every", type=float, help="Run again every this many seconds (else once).")
 def reconcile(every: float | None) -> None:
@@ -178,8 +196,11 @@ def reconcile(every: float | None) -> None:
     settings, runtime, dispatcher = _distributed()
     while True:
         try:
-            done = reconcile_once(runtime.repo, dispatcher, settings, runtime.retry)
-            click.echo(f"requeued {len(done.requeued)}, failed {len(done.failed)}, sent {len(done.sent)}")
+            done = reconcile_once(runtime.repo, dispatcher, settings, runtime.retry, runtime.store)
+            click.echo(
+                f"requeued {len(done.requeued)}, failed {len(done.failed)}, sent {len(done.sent)}, "
+                f"deleted {done.collected} objects"
+            )
         except Exception as exc:  # a database or broker blip: the next round tries again
             if every is None:
                 raise

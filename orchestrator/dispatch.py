@@ -70,11 +70,22 @@ class CeleryDispatcher:
         self.repo.mark_dispatched([task.id for task in ready])
         return ready
 
-    def queue_depths(self) -> dict[str, int]:
+    def send_all_but_one(self, task_ids: Sequence[int], queues: set[str]) -> int | None:
+        """Send these tasks, except one that the caller may run itself at once: the first on one
+        of `queues` while that queue is empty (nothing of any priority waits there, so running it
+        here takes nobody's turn). Returns that one's id, claimed by nobody yet, or None."""
+        ready = self.repo.describe(task_ids)
+        keep = next((t for t in ready if t.queue in queues), None)
+        if keep is not None and self.queue_depths([keep.queue])[keep.queue] > 0:
+            keep = None
+        self.send([t.id for t in ready if t is not keep])
+        return keep.id if keep is not None else None
+
+    def queue_depths(self, queues: Sequence[str] = QUEUES) -> dict[str, int]:
         """Messages waiting in each queue (all priority levels)."""
         depths = {}
-        with self.app.connection_for_write() as conn:
-            for queue in QUEUES:
+        with self.app.pool.acquire(block=True) as conn:  # pooled: this runs between two tasks
+            for queue in queues:
                 try:
                     depths[queue] = conn.default_channel.queue_declare(
                         queue=queue, passive=True

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from orchestrator.db import RECONCILER_LOCK_KEY, ClusterLock, make_engine, make_sessions
 from orchestrator.dispatch import CeleryDispatcher
 from orchestrator.repository import Repository
+from orchestrator.retention import gc
 from orchestrator.retry import RetryPolicy
 from orchestrator.settings import Settings
+from orchestrator.store import Store, open_store
 
 log = logging.getLogger("frameq.reconcile")
 
@@ -26,11 +28,18 @@ class Reconciled:
     requeued: list[int]  # leases ran out: ready again
     failed: list[int]  # leases ran out too often
     sent: list[int]  # messages sent (requeued + ready tasks whose message was lost)
+    collected: int = 0  # objects deleted from the store (orchestrator/retention.py)
 
 
 def reconcile(
-    repo: Repository, dispatcher: CeleryDispatcher, settings: Settings, policy: RetryPolicy
+    repo: Repository,
+    dispatcher: CeleryDispatcher,
+    settings: Settings,
+    policy: RetryPolicy,
+    store: Store | None = None,
 ) -> Reconciled:
+    """One round. With `store`, also what finished jobs left there: failed and cancelled jobs'
+    intermediates, and outputs past FRAMEQ_OUTPUTS_TTL_DAYS."""
     requeued, failed = repo.reap_expired(policy.max_attempts)
     # Never sent (the send failed after the task became ready): send it. Sent long ago: lost
     # only if its queue is empty, as a broker restart empties queues whole while a backlog
@@ -42,7 +51,11 @@ def reconcile(
         if t.dispatched_at is None or depths.get(t.queue) == 0
     ]
     sent = dispatcher.send(sorted(set(requeued) | set(stale)))
-    return Reconciled(requeued, failed, [task.id for task in sent])
+    collected = 0
+    if store is not None:
+        ttl_s = settings.outputs_ttl_days * 86400 if settings.outputs_ttl_days else None
+        collected = gc(repo, store, older_than_s=ttl_s, grace_s=settings.lease_s).objects
+    return Reconciled(requeued, failed, [task.id for task in sent], collected)
 
 
 def every_s(settings: Settings) -> float:
@@ -74,18 +87,19 @@ class ReconcileLoop:
         # Opened here, not in __init__: its connections belong to this thread alone.
         repo = Repository(make_sessions(make_engine(self.settings.database_url)))
         dispatcher = CeleryDispatcher.from_settings(self.settings, repo)
+        store = open_store(self.settings.store_url, self.settings.home / "scratch")
         lock = ClusterLock(self.settings.database_url, RECONCILER_LOCK_KEY)
         leading = False
         try:
             while True:
-                leading = self._round(repo, dispatcher, lock, leading)
+                leading = self._round(repo, dispatcher, store, lock, leading)
                 if self._stop.wait(every_s(self.settings)):
                     return
         finally:
             lock.release()
 
     def _round(
-        self, repo: Repository, dispatcher: CeleryDispatcher, lock: ClusterLock, leading: bool
+        self, repo: Repository, dispatcher: CeleryDispatcher, store: Store, lock: ClusterLock, leading: bool
     ) -> bool:
         """One round; returns whether this process is the cluster's reconciler now."""
         try:
@@ -93,9 +107,15 @@ class ReconcileLoop:
                 return False
             if not leading:
                 log.info("this worker reconciles the cluster now (every %gs)", every_s(self.settings))
-            done = reconcile(repo, dispatcher, self.settings, self.policy)
-            if done.requeued or done.failed or done.sent:
-                log.info("reconciled: requeued %s, failed %s, sent %s", done.requeued, done.failed, done.sent)
+            done = reconcile(repo, dispatcher, self.settings, self.policy, store)
+            if done.requeued or done.failed or done.sent or done.collected:
+                log.info(
+                    "reconciled: requeued %s, failed %s, sent %s, %s objects deleted",
+                    done.requeued,
+                    done.failed,
+                    done.sent,
+                    done.collected,
+                )
             return True
         except Exception as exc:  # a database or broker blip: the next round tries again
             log.warning(

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, case, delete, func, select, true, update
+from sqlalchemy import CursorResult, Update, and_, case, delete, func, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.clock import db_now
@@ -371,8 +373,8 @@ class Repository:
         """Take a ready task for this worker, or None if another has it or it is finished."""
         now = db_now()
         with self.sessions.begin() as s:
-            claimed = _changed(
-                s,
+            # One statement takes the row and returns it: claiming runs between two tasks.
+            task = s.scalars(
                 update(Task)
                 .where(Task.id == task_id, Task.state == TaskState.READY)
                 .values(
@@ -383,12 +385,12 @@ class Repository:
                     started_at=now,
                     frames_done=0,
                     error=None,
-                ),
-            )
-            if not claimed:
+                )
+                .returning(Task)
+            ).one_or_none()
+            if task is None:
                 return None
-            task = s.get_one(Task, task_id)
-            s.execute(
+            s.execute(  # the job starts with its first task
                 update(Job)
                 .where(Job.id == task.job_id, Job.state == JobState.QUEUED)
                 .values(state=JobState.RUNNING, started_at=now)
@@ -444,9 +446,7 @@ class Repository:
         """
         now = db_now()
         with self.sessions.begin() as s:
-            task = s.get_one(Task, task_id)
-            done = _changed(
-                s,
+            task = s.scalars(
                 update(Task)
                 .where(Task.id == task_id, Task.state == TaskState.RUNNING, _held_by(worker))
                 .values(
@@ -455,36 +455,35 @@ class Repository:
                     read_bytes=read_bytes,
                     finished_at=now,
                     lease_until=None,
-                ),
-            )
-            if not done:
+                )
+                .returning(Task)
+            ).one_or_none()
+            if task is None:
                 return []
             stored = [(task.output_key, size_bytes)] if task.output_key is not None else []
-            for key, size in [*stored, *also_stored]:
-                self._record_artifact(s, task, key, size)
-            ready = self._expand(s, task.job_id, expansion) if expansion else []
-            ready += list(
-                s.scalars(
+            self._record_artifacts(s, task, [*stored, *also_stored])
+            newly_ready = self._expand(s, task.job_id, expansion) if expansion else []
+            # One statement counts this input off its dependents and readies those it was the last
+            # input of (SET reads the row as it was; a concurrent completion waits for the row lock
+            # and then sees the count this one left, so a dependent becomes ready exactly once).
+            newly_ready += [
+                ready_id
+                for ready_id, state in s.execute(
                     update(Task)
                     .where(
                         Task.id.in_(select(TaskDependency.task_id).where(TaskDependency.needs_id == task_id))
                     )
-                    .values(deps_left=Task.deps_left - 1)
-                    .returning(Task.id)
-                ).all()
-            )
-            newly_ready = list(
-                s.scalars(
-                    update(Task)
-                    .where(
-                        Task.id.in_(ready),
-                        Task.deps_left == 0,
-                        Task.state == TaskState.WAITING,
+                    .values(
+                        deps_left=Task.deps_left - 1,
+                        state=case(
+                            (and_(Task.deps_left == 1, Task.state == TaskState.WAITING), TaskState.READY),
+                            else_=Task.state,
+                        ),
                     )
-                    .values(state=TaskState.READY)
-                    .returning(Task.id)
-                ).all()
-            )
+                    .returning(Task.id, Task.state)
+                )
+                if state == TaskState.READY
+            ]
             # The job ends with its one terminal task, never by counting what is left: two tasks
             # finishing at once could each see the other unfinished.
             if task.name == ASSEMBLE_TASK:
@@ -547,20 +546,26 @@ class Repository:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _record_artifact(self, s: Session, task: Task, key: str, size_bytes: int) -> None:
-        artifact = s.scalar(select(Artifact).where(Artifact.key == key))
-        if artifact is None:
-            s.add(
-                Artifact(
-                    job_id=task.job_id, task_id=task.id, key=key, size_bytes=size_bytes, created_at=db_now()
-                )
+    def _record_artifacts(self, s: Session, task: Task, stored: Sequence[tuple[str, int]]) -> None:
+        """Record objects the task wrote, in one statement; a rerun that overwrote the same key
+        updates its row."""
+        if not stored:
+            return
+        dialect_insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        rows = [
+            {"job_id": task.job_id, "task_id": task.id, "key": k, "size_bytes": n, "created_at": db_now()}
+            for k, n in stored
+        ]
+        statement = dialect_insert(Artifact).values(rows)
+        s.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Artifact.key],
+                set_={"size_bytes": statement.excluded.size_bytes, "created_at": db_now()},
             )
-        else:  # a rerun overwrote the same object
-            artifact.size_bytes = size_bytes
-            artifact.created_at = db_now()
+        )
 
     def _expand(self, s: Session, job_id: str, expansion: Expansion) -> list[int]:
-        """Insert the planned tasks; return all their ids (readiness is settled by the caller)."""
+        """Insert the planned tasks; those that need no other task are ready at once: their ids."""
         job = s.get_one(Job, job_id)
         job.kind = expansion.kind
         job.media = expansion.media
@@ -578,7 +583,7 @@ class Repository:
                 output_format=spec.output_format,
                 frames_total=spec.frames_total,
                 deps_left=len(spec.needs),
-                state=TaskState.WAITING,
+                state=TaskState.WAITING if spec.needs else TaskState.READY,
             )
             s.add(task)
             created[(spec.stage, spec.segment)] = task
@@ -588,7 +593,7 @@ class Repository:
             for need in spec.needs:
                 s.add(TaskDependency(task_id=task.id, needs_id=created[need].id))
         s.flush()
-        return [task.id for task in created.values()]
+        return [task.id for task in created.values() if task.state == TaskState.READY]
 
     def _finish_job(self, s: Session, job_id: str, state: JobState, error: str) -> None:
         now = db_now()

@@ -19,9 +19,10 @@ class TaskType:
     name: str  # e.g. "matte.person"; also the Celery task name
     queue: str  # the kind of worker that runs it
     handler: str  # "module:function" in workers/tasks/
-    gpu: bool  # runs a model: faster on a GPU worker (CPU works too)
     doc: str
+    gpu: bool = False  # runs a model: faster on a GPU worker (CPU works too)
     produces: str = "rgb"  # what its frames hold (rgb, rgba, grey): the planner picks the format
+    model_files: bool = False  # needs the pretrained files of `frameq models pull`
 
 
 TASK_TYPES: dict[str, TaskType] = {
@@ -31,43 +32,50 @@ TASK_TYPES: dict[str, TaskType] = {
             "media.plan",
             "media",
             "workers.tasks.plan:plan",
-            False,
-            "probe the input, cut segments at keyframes, expand the task graph",
+            "probe the input, cut segments at keyframes and slices of the source, expand the task graph",
         ),
         TaskType(
             "media.assemble",
             "media",
             "workers.tasks.assemble:assemble",
-            False,
             "join the output segments, copy the source audio, write the outputs",
         ),
         TaskType(
-            "style.cartoon", "style", "workers.tasks.style:cartoon", True, "whole frame in a cartoon style"
+            "style.cartoon",
+            "style",
+            "workers.tasks.style:cartoon",
+            "whole frame in a cartoon style",
+            gpu=True,
         ),
         TaskType(
-            "matte.person", "matte", "workers.tasks.matte:person", True, "alpha of every person", "grey"
+            "matte.person",
+            "matte",
+            "workers.tasks.matte:person",
+            "alpha of every person",
+            gpu=True,
+            produces="grey",
+            model_files=True,
         ),
         TaskType(
             "composite.bg_blur",
             "composite",
             "workers.tasks.composite:bg_blur",
-            True,
             "frame over its own blurred background, by the matte",
+            gpu=True,
         ),
         TaskType(
             "composite.cutout",
             "composite",
             "workers.tasks.composite:cutout",
-            False,
             "frame with the matte as its alpha channel",
-            "rgba",
+            produces="rgba",
         ),
         TaskType(
             "composite.bg_replace",
             "composite",
             "workers.tasks.composite:bg_replace",
-            True,
             "people over a colour, an image or a video",
+            gpu=True,
         ),
     )
 }

@@ -2,7 +2,8 @@
 
 Built by `make_app(settings)`, nothing at import time. Every task type is the same thin
 Celery task: it runs `workers.runtime.execute` on a task id (the database row says what to
-do), then sends the tasks that became ready, or the same task again after a backoff.
+do), then sends the tasks that became ready, or the same task again after a backoff; one ready
+task for a queue this worker serves, with nothing waiting there, it runs itself next.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from typing import Any
 
 from celery import Celery, bootsteps
+from celery.signals import worker_process_init
 
 from orchestrator.dispatch import CeleryDispatcher, celery_config
 from orchestrator.reconcile import ReconcileLoop, reconcile
@@ -34,20 +36,30 @@ def make_app(settings: Settings) -> Celery:
     runtimes: dict[int, tuple[Runtime, CeleryDispatcher]] = {}
 
     def runtime() -> tuple[Runtime, CeleryDispatcher]:
-        """One per process, opened on its first task: after the pool forks, so no database
-        connection or CUDA context is ever shared with a parent."""
+        """One per process, opened after the pool forks (so no database connection or CUDA
+        context is ever shared with a parent): when the process starts, so that its first task
+        does not wait for the store client and the database connection."""
         pid = os.getpid()
         if pid not in runtimes:
             opened = Runtime.open(settings)
             runtimes[pid] = (opened, CeleryDispatcher(app, opened.repo))
         return runtimes[pid]
 
+    @worker_process_init.connect(weak=False)
+    def open_runtime(**_: Any) -> None:
+        runtime()
+
     def run(task_id: int) -> None:
         current, dispatcher = runtime()
-        outcome = execute(current, task_id)
-        dispatcher.send(outcome.ready)
-        if outcome.retry_in_s is not None:
-            dispatcher.send([task_id], countdown_s=outcome.retry_in_s)
+        consumed = set(app.amqp.queues.consume_from)  # the queues of this worker's -Q
+        next_id: int | None = task_id
+        while next_id is not None:
+            outcome = execute(current, next_id)
+            if outcome.retry_in_s is not None:
+                dispatcher.send([next_id], countdown_s=outcome.retry_in_s)
+            # A task that became ready on a queue this worker serves, while nothing waits there,
+            # runs here at once: the message round trip would only add latency between stages.
+            next_id = dispatcher.send_all_but_one(outcome.ready, consumed)
 
     for name in TASK_TYPES:
         app.task(name=name)(run)
@@ -55,7 +67,7 @@ def make_app(settings: Settings) -> Celery:
     @app.task(name=RECONCILE_TASK)
     def reconcile_task() -> None:
         current, dispatcher = runtime()
-        reconcile(current.repo, dispatcher, settings, current.retry)
+        reconcile(current.repo, dispatcher, settings, current.retry, current.store)
 
     reconcile_in_every_worker(app, settings)
     return app

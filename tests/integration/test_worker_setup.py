@@ -53,3 +53,19 @@ def test_embedded_without_model_files_fails_the_job_at_once(
     job_id, task_id = planned_matte_task(runtime, tmp_path)
     assert execute(runtime, task_id).retry_in_s is None
     assert runtime.repo.get_job(job_id).state == JobState.FAILED
+
+
+def test_a_worker_for_the_matte_queue_refuses_to_start_without_its_model_files(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    env = {
+        "FRAMEQ_HOME": str(tmp_path / "home"),
+        "FRAMEQ_MODELS": str(tmp_path / "no-models"),
+        "FRAMEQ_BROKER_URL": "redis://127.0.0.1:6379/15",
+        "FRAMEQ_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",  # never reached
+        "PATH": "/usr/bin:/bin",
+    }
+    result = run_cli(env, "worker", "-Q", "media,matte")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "queue matte needs model files missing from" in line and "frameq models pull" in line
