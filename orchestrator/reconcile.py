@@ -39,7 +39,8 @@ def reconcile(
     store: Store | None = None,
 ) -> Reconciled:
     """One round. With `store`, also what finished jobs left there: failed and cancelled jobs'
-    intermediates, and outputs past FRAMEQ_OUTPUTS_TTL_DAYS."""
+    intermediates, and outputs past FRAMEQ_OUTPUTS_TTL_DAYS; and jobs whose submitter died
+    before their input reached the store are failed (retention.gc)."""
     requeued, failed = repo.reap_expired(policy.max_attempts)
     # Never sent (the send failed after the task became ready): send it. Sent long ago: lost
     # only if its queue is empty, as a broker restart empties queues whole while a backlog

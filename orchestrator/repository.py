@@ -317,6 +317,29 @@ class Repository:
                 )
             )
 
+    def fail_abandoned_submissions(self, older_than_s: float) -> list[str]:
+        """Jobs whose input never reached the store (the submitting process died mid-upload, by
+        kill -9 or a crash): failed, so none waits for ever. Returns their ids."""
+        with self.sessions.begin() as s:
+            job_ids = list(
+                s.scalars(
+                    select(Job.id).where(
+                        Job.state == JobState.QUEUED,
+                        Job.created_at < db_now(-older_than_s),
+                        Job.id.in_(
+                            select(Task.job_id).where(
+                                Task.stage == PLAN_STAGE, Task.state == TaskState.WAITING
+                            )
+                        ),
+                    )
+                ).all()
+            )
+            for job_id in job_ids:
+                self._finish_job(
+                    s, job_id, JobState.FAILED, "submission interrupted: the input never reached the store"
+                )
+            return job_ids
+
     def reap_expired(self, max_attempts: int) -> tuple[list[int], list[int]]:
         """Running tasks whose lease ran out (their worker died): ready again, or failed when
         they have used up their attempts. Returns (ready ids, failed ids)."""

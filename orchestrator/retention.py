@@ -19,6 +19,10 @@ from orchestrator.repository import Repository
 from orchestrator.schema import Job, JobState
 from orchestrator.store import Store
 
+# A job whose input is still not in the store this long after it was recorded lost its
+# submitter (kill -9 mid-upload); generous, since a large upload over a slow link takes a while.
+SUBMIT_TIMEOUT_S = 3600.0
+
 
 @dataclass(frozen=True)
 class Freed:
@@ -62,6 +66,7 @@ def gc(repo: Repository, store: Store, *, older_than_s: float | None, grace_s: f
     """Intermediates of every job finished `grace_s` ago or more, and all the objects of jobs
     finished more than `older_than_s` ago (None: outputs never expire)."""
     freed = Freed()
+    repo.fail_abandoned_submissions(SUBMIT_TIMEOUT_S)  # their uploads, if any, are collected below
     for job in repo.finished_jobs(grace_s):
         freed += collect(repo, store, job)
     if older_than_s is not None:

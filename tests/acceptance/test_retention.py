@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from orchestrator.retention import gc
-from orchestrator.schema import JobState
+from orchestrator.schema import JobState, utcnow
 from orchestrator.settings import Settings
 from orchestrator.submit import submit
 from tests.conftest import run_cli
@@ -74,3 +75,24 @@ def test_nothing_a_running_job_needs_is_deleted(tmp_path: Path) -> None:
     freed = gc(runtime.repo, runtime.store, older_than_s=None, grace_s=0)
     assert freed.objects == len(before) - 1  # all but the uploaded source
     assert [a.key for a in runtime.repo.artifacts(job.id)] == [job.source_key]
+
+
+def test_a_submission_cut_off_before_its_upload_fails_instead_of_waiting(tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from orchestrator.schema import Job
+
+    runtime = Runtime.open(Settings.from_env({"FRAMEQ_HOME": str(tmp_path / "home")}))
+    # Two jobs recorded whose input never arrived (the submitter was killed mid-upload)
+    for job_id, age_s in (("old", 7200), ("new", 10)):
+        runtime.repo.create_job(
+            job_id=job_id, recipe="cartoon", input_name="x.mp4", source_key="k", params={}
+        )
+        with runtime.repo.sessions.begin() as s:
+            s.execute(
+                update(Job).where(Job.id == job_id).values(created_at=utcnow() - timedelta(seconds=age_s))
+            )
+    gc(runtime.repo, runtime.store, older_than_s=None, grace_s=60)
+    old, new = runtime.repo.get_job("old"), runtime.repo.get_job("new")
+    assert old.state == JobState.FAILED and "never reached the store" in str(old.error)
+    assert new.state == JobState.QUEUED  # an upload may still be under way
