@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from orchestrator.errors import RecipeError
 
 PIXELS = ("rgb", "rgba", "grey")  # what a task type's frames hold (tasktypes.TaskType.produces)
-# Container (file extension) of each codec's segment objects.
-CODEC_EXT = {"h264": "mp4", "prores": "mov", "vp9": "webm", "ffv1": "mkv", "x264rgb": "mkv", "png": "png"}
+# Container (file extension) of each codec's segment objects. Intermediates go in NUT, which
+# keeps the source's timestamps exactly (Matroska would round them to milliseconds).
+CODEC_EXT = {"h264": "mp4", "prores": "mov", "vp9": "webm", "ffv1": "nut", "x264rgb": "nut", "png": "png"}
 # RGB frames between stages: see bench/intermediates.py for the measured choice.
 INTERMEDIATE_RGB_CODEC = "x264rgb"
 

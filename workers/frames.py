@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import chain, islice
+from itertools import chain, islice, zip_longest
 
 import av
 import numpy as np
@@ -26,7 +26,7 @@ from orchestrator.errors import InputError
 from orchestrator.formats import Format
 from orchestrator.schema import Task
 from workers.media.images import read_pixels, read_rgb, write_rgb
-from workers.media.video import SegmentWriter, decoded_pixels, iter_all, iter_segment
+from workers.media.video import SegmentWriter, decoded_pixels, iter_all, iter_segment, source_ticks
 from workers.pipeline import Behind, prefetch
 from workers.runtime import Result, TaskContext
 
@@ -98,7 +98,7 @@ def _map_segment(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source:
             path = stack.enter_context(ctx.store.reading(str(part.output_key)))
             streams.append(iter_all(path, str(part.output_key)))
             layouts.append(decoded_pixels(Format.parse(str(part.output_format))))
-        rows = _rows(streams, reads_source, layouts, job.input_name)
+        rows = _rows(streams, reads_source, layouts, job.input_name, time_base)
         with SegmentWriter(
             tmp,
             ctx.output_format,
@@ -148,20 +148,24 @@ def _source_frames(
 
 
 def _rows(
-    streams: list[Iterator[av.VideoFrame]], reads_source: bool, layouts: list[str], name: str
+    streams: list[Iterator[av.VideoFrame]],
+    reads_source: bool,
+    layouts: list[str],
+    name: str,
+    time_base: Fraction,
 ) -> Iterator[_Row]:
-    """Frame i of every stream together. Segments keep the source's timestamps, so the first
-    stream's pts is every stream's; a stream that ends early or late is a corrupt segment."""
-    try:
-        for frames in zip(*streams, strict=True):
-            own = list(frames[1:] if reads_source else frames)
-            rgb = frames[0].to_ndarray(format="rgb24") if reads_source else None
-            inputs = [frame.to_ndarray(format=layout) for frame, layout in zip(own, layouts, strict=True)]
-            yield int(frames[0].pts or 0), rgb, inputs
-    except ValueError as exc:  # zip(strict=True): one stream ran out before the others
-        raise InputError(
-            name, f"a stage's segment does not match the source frame for frame ({exc})"
-        ) from None
+    """Frame i of every stream together, checked to be the same instant: every stage's segment
+    keeps the source's timestamps (in NUT, rescaled exactly to the source's ticks)."""
+    for frames in zip_longest(*streams):
+        if any(frame is None for frame in frames):
+            raise InputError(name, "a stage's segment has fewer or more frames than the source's")
+        ticks = [source_ticks(frame, time_base) for frame in frames]
+        if len(set(ticks)) > 1:
+            raise InputError(name, f"a stage's segment is out of step with the source at {ticks[0]}")
+        own = list(frames[1:] if reads_source else frames)
+        rgb = frames[0].to_ndarray(format="rgb24") if reads_source else None
+        inputs = [frame.to_ndarray(format=layout) for frame, layout in zip(own, layouts, strict=True)]
+        yield ticks[0], rgb, inputs
 
 
 def _batch(rows: list[_Row], n_inputs: int, time_base: Fraction) -> Batch:

@@ -19,7 +19,7 @@ from functools import cache, cached_property
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.db import make_engine, make_sessions, upgrade
-from orchestrator.errors import Cancelled, ConfigError, InputError, TransientError
+from orchestrator.errors import Cancelled, ConfigError, InputError, StoreRefused, TransientError
 from orchestrator.formats import Format
 from orchestrator.params import JobParams
 from orchestrator.recipes import ASSEMBLE_TASK
@@ -185,6 +185,10 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
             result = handler_for(task.name)(TaskContext(runtime, task, job, lease))
     except Cancelled:
         log.info("task %s (%s) stopped: job %s cancelled", task.id, task.name, job.id)
+        return Outcome()
+    except StoreRefused as exc:  # no worker can change the store's answer: fail at once
+        log.info("task %s (%s) failed: %s", task.id, task.name, exc)
+        repo.fail(task.id, str(exc), runtime.name)
         return Outcome()
     except ConfigError as exc:
         if runtime.settings.embedded:  # no other worker could do better: the job fails, and says why

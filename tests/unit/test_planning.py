@@ -62,9 +62,9 @@ def test_expand_makes_stage_tasks_per_segment_and_one_assemble() -> None:
     assert specs[0].queue == "style" and specs[-1].queue == "media"
     # The planner decides every key and format: lossless between stages, H.264 for the output
     assert [(s.output_key, s.output_format) for s in specs] == [
-        ("jobs/j1/a/00000.mkv", "x264rgb:rgb"),
+        ("jobs/j1/a/00000.nut", "x264rgb:rgb"),
         ("jobs/j1/b/00000.mp4", "h264:rgb"),
-        ("jobs/j1/a/00001.mkv", "x264rgb:rgb"),
+        ("jobs/j1/a/00001.nut", "x264rgb:rgb"),
         ("jobs/j1/b/00001.mp4", "h264:rgb"),
         ("jobs/j1/output.mp4", None),
     ]

@@ -18,7 +18,7 @@ TIME_BASE = Fraction(1, 90000)
 
 
 def write(path: Path, frames: int = 6, alpha: bool = False, width: int = 64, height: int = 48) -> None:
-    codec = {"mp4": "h264", "mov": "prores", "webm": "vp9", "mkv": "ffv1", "avi": "avi"}[path.suffix[1:]]
+    codec = {"mp4": "h264", "mov": "prores", "webm": "vp9", "nut": "ffv1", "avi": "avi"}[path.suffix[1:]]
     fmt = Format(codec if codec in ("h264", "prores", "vp9", "ffv1") else "png", "rgba" if alpha else "rgb")
     size = {"width": width, "height": height}
     with SegmentWriter(

@@ -18,7 +18,7 @@ import av
 from av.audio.stream import AudioStream
 
 from orchestrator.formats import Format
-from workers.media.video import SegmentWriter, bitexact, decoded_pixels, iter_all
+from workers.media.video import SegmentWriter, bitexact, decoded_pixels, iter_all, source_ticks
 
 # Audio codecs each muxer takes as they are (checked with this FFmpeg); Matroska takes any.
 COPYABLE_AUDIO = {
@@ -119,13 +119,17 @@ def reencode_video(
     segments: list[Path], formats: list[Format], out: Path, fmt: Format, media: dict, *, crf: int, preset: str
 ) -> None:
     """Decode segments in order and encode them as one video of `fmt`, timestamps kept (for a
-    stage whose segments travel losslessly between stages but are wanted as a small file)."""
+    stage whose segments travel losslessly between stages but are wanted as a small file).
+
+    Intermediate segments may tick in another time base than the source's (Matroska counts
+    milliseconds): each frame's time is taken back to the source's ticks."""
+    time_base = Fraction(media["time_base"])
     with SegmentWriter(
         out,
         fmt,
         width=media["width"],
         height=media["height"],
-        time_base=Fraction(media["time_base"]),
+        time_base=time_base,
         rate=Fraction(media["avg_rate"]),
         crf=crf,
         preset=preset,
@@ -133,4 +137,5 @@ def reencode_video(
     ) as writer:
         for path, segment_format in zip(segments, formats, strict=True):
             for frame in iter_all(path, path.name):
-                writer.write(frame.to_ndarray(format=decoded_pixels(segment_format)), int(frame.pts or 0))
+                pixels = frame.to_ndarray(format=decoded_pixels(segment_format))
+                writer.write(pixels, source_ticks(frame, time_base))

@@ -9,18 +9,15 @@ so a slice's frames carry the very pts the plan cut at (Matroska would round the
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import av
 
 from orchestrator.errors import InputError
+from workers.media.video import KEEP_TIMESTAMPS
 
 SLICE_EXT = "nut"
-# Timestamps exactly as the source has them: B-frames give the first packets a negative decode
-# time, which the muxer would otherwise shift (moving every pts) or drop.
-KEEP_TIMESTAMPS = {"avoid_negative_ts": "disabled"}
 
 
 def cut_slices(source: Path, name: str, starts: list[int], out: list[Path]) -> int:
@@ -37,41 +34,61 @@ def cut_slices(source: Path, name: str, starts: list[int], out: list[Path]) -> i
     reader takes off again (`iter_segment`).
     """
     try:
-        with ExitStack() as stack:
-            src = stack.enter_context(av.open(str(source)))
-            video = src.streams.video[0]
-            outputs = [
-                stack.enter_context(av.open(str(path), "w", format=SLICE_EXT, options=KEEP_TIMESTAMPS))
-                for path in out
-            ]
-            streams = [o.add_stream_from_template(video) for o in outputs]
-            for stream in streams:
-                stream.time_base = video.time_base
+        with av.open(str(source)) as src, _Slices(out, src.streams.video[0]) as slices:
             current, tail = 0, False  # tail: leading pictures of the next cut still to come
             offset: int | None = None
-            for packet in src.demux(video):
+            for packet in src.demux(src.streams.video[0]):
                 if packet.size == 0:  # a demuxer's flush packet
                     continue
                 if offset is None:  # decode times only grow: the first packet has the least
                     offset = max(0, -min(t for t in (packet.pts, packet.dts, 0) if t is not None))
                 pts = packet.pts  # the source's: the cut points are in its ticks
                 _shift(packet, offset, name)
-                if (
-                    current + 1 < len(starts)
-                    and packet.is_keyframe
-                    and pts is not None
-                    and pts >= starts[current + 1]
-                ):
+                if current + 1 < len(starts) and packet.is_keyframe and (pts or 0) >= starts[current + 1]:
                     current, tail = current + 1, True
-                    _mux(outputs[current - 1], streams[current - 1], _copy(packet))  # K itself
-                elif tail and pts is not None and pts < starts[current]:  # a leading picture: shown before K
-                    _mux(outputs[current - 1], streams[current - 1], _copy(packet))
-                else:
+                    slices.close(current - 2)  # two cuts back: it gets no more packets
+                    slices.write(current - 1, _copy(packet))  # K itself
+                elif tail and pts is not None and pts < starts[current]:  # a leading picture
+                    slices.write(current - 1, _copy(packet))
+                elif tail:
                     tail = False
-                _mux(outputs[current], streams[current], packet)
+                    slices.close(current - 1)  # complete: at most two slices are open at once
+                slices.write(current, packet)
             return offset or 0
     except av.FFmpegError as exc:
         raise InputError(name, f"corrupt video while cutting segments ({exc})") from None
+
+
+class _Slices:
+    """The slice files, each opened at its first packet and closed once complete, so a long
+    video with thousands of segments does not hold thousands of files open."""
+
+    def __init__(self, paths: list[Path], template: Any) -> None:
+        self.paths, self.template = paths, template
+        self.open: dict[int, tuple[Any, Any]] = {}
+
+    def write(self, index: int, packet: av.Packet) -> None:
+        if index not in self.open:
+            container = av.open(
+                str(self.paths[index]), "w", format=SLICE_EXT, container_options=KEEP_TIMESTAMPS
+            )
+            stream = container.add_stream_from_template(self.template)
+            stream.time_base = self.template.time_base
+            self.open[index] = (container, stream)
+        container, stream = self.open[index]
+        packet.stream = stream
+        container.mux(packet)
+
+    def close(self, index: int) -> None:
+        if index in self.open:
+            self.open.pop(index)[0].close()
+
+    def __enter__(self) -> _Slices:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for index in list(self.open):
+            self.close(index)
 
 
 def _shift(packet: av.Packet, offset: int, name: str) -> None:
@@ -80,11 +97,6 @@ def _shift(packet: av.Packet, offset: int, name: str) -> None:
         packet.dts = None if packet.dts is None else packet.dts + offset
     if (packet.pts or 0) < 0 or (packet.dts or 0) < 0:
         raise InputError(name, f"timestamps run backwards below the first frame's ({packet.pts})")
-
-
-def _mux(container: Any, stream: Any, packet: av.Packet) -> None:
-    packet.stream = stream
-    container.mux(packet)
 
 
 def _copy(packet: av.Packet) -> av.Packet:

@@ -15,6 +15,9 @@ from av.video.stream import VideoStream
 from orchestrator.errors import InputError
 from orchestrator.formats import Format
 
+# Timestamps exactly as given: the first decode times of a stream with B-frames are negative,
+# which the NUT muxer would otherwise shift (moving every pts) or drop.
+KEEP_TIMESTAMPS = {"avoid_negative_ts": "disabled"}
 # Encoders of the segment formats (orchestrator/formats.py decides which a task writes).
 ENCODERS = {
     "h264": "libx264",
@@ -105,6 +108,12 @@ def decoded_pixels(fmt: Format) -> str:
     return FRAME_PIXELS[fmt.pixels]
 
 
+def source_ticks(frame: av.VideoFrame, time_base: Fraction) -> int:
+    """A decoded frame's time in the source's ticks, whatever its file's own time base (the NUT
+    muxer may pick a finer one: the rescale is exact)."""
+    return round(Fraction(frame.pts or 0) * Fraction(frame.time_base or time_base) / time_base)
+
+
 def iter_all(path: Path, name: str) -> Iterator[av.VideoFrame]:
     """Every frame of a file's first video stream, in presentation order."""
     try:
@@ -137,8 +146,8 @@ class SegmentWriter:
         alpha_ok = fmt.pixels != "rgba" or fmt.codec in ("prores", "vp9", "ffv1")
         if fmt.codec not in ENCODERS or not alpha_ok or (fmt.codec == "prores" and fmt.pixels != "rgba"):
             raise ValueError(f"no {fmt} segments")
-        muxer = "matroska" if fmt.ext == "mkv" else fmt.ext
-        self.container = av.open(str(path), mode="w", format=muxer, container_options=bitexact(path))
+        options = {**bitexact(path), **(KEEP_TIMESTAMPS if fmt.ext == "nut" else {})}
+        self.container = av.open(str(path), mode="w", format=fmt.ext, container_options=options)
         self.stream = cast(VideoStream, self.container.add_stream(ENCODERS[fmt.codec], rate=rate))
         self.stream.width = width
         self.stream.height = height
