@@ -58,6 +58,11 @@ class CeleryDispatcher:
     def send(self, task_ids: Sequence[int], countdown_s: float | None = None) -> list[ReadyTask]:
         """Send these tasks to their queues (after `countdown_s`, for a retry)."""
         ready = self.repo.describe(task_ids)
+        self._send(ready, countdown_s)
+        self.repo.mark_dispatched([task.id for task in ready])
+        return ready
+
+    def _send(self, ready: Sequence[ReadyTask], countdown_s: float | None = None) -> None:
         for task in ready:
             self.app.send_task(
                 task.name,
@@ -67,18 +72,18 @@ class CeleryDispatcher:
                 priority=broker_priority(task.priority),
                 countdown=countdown_s,
             )
-        self.repo.mark_dispatched([task.id for task in ready])
-        return ready
 
     def send_all_but_one(self, task_ids: Sequence[int], queues: set[str]) -> int | None:
-        """Send these tasks, except one that the caller may run itself at once: the first on one
-        of `queues` while that queue is empty (nothing of any priority waits there, so running it
-        here takes nobody's turn). Returns that one's id, claimed by nobody yet, or None."""
+        """Send these tasks, except one that the caller, a worker serving `queues`, may run
+        itself at once: the first on one of them, when nothing of any priority waits in any of
+        them (so running it here takes nobody's turn). Returns its id, or None. It is marked
+        dispatched with the others, so the reconciler does not send it as a lost message."""
         ready = self.repo.describe(task_ids)
         keep = next((t for t in ready if t.queue in queues), None)
-        if keep is not None and self.queue_depths([keep.queue])[keep.queue] > 0:
+        if keep is not None and any(self.queue_depths(sorted(queues)).values()):
             keep = None
-        self.send([t.id for t in ready if t is not keep])
+        self._send([t for t in ready if t is not keep])
+        self.repo.mark_dispatched([t.id for t in ready])
         return keep.id if keep is not None else None
 
     def queue_depths(self, queues: Sequence[str] = QUEUES) -> dict[str, int]:

@@ -66,3 +66,31 @@ def test_reconciler_resends_only_what_the_broker_lost(tmp_path: Path, redis_url:
     client.flushdb()
     assert reconcile(repo, dispatcher, cfg, RetryPolicy()).sent == [plan_id]
     assert dispatcher.queue_depths()["media"] == 1
+
+
+def test_a_worker_keeps_one_ready_task_of_its_queues_only_while_nobody_waits(
+    tmp_path: Path, redis_url: str, sessions
+) -> None:
+    from orchestrator.dispatch import CeleryDispatcher
+    from orchestrator.repository import Repository
+    from tests.integration.rows import add_job
+
+    repo = Repository(sessions)
+    dispatcher = CeleryDispatcher.from_settings(settings(tmp_path, redis_url), repo)
+    matte, style, other = add_job(sessions, "j", ["ready", "ready", "ready"])
+    with sessions.begin() as s:  # one task on another queue
+        from orchestrator.schema import Task
+
+        s.get_one(Task, matte).queue, s.get_one(Task, style).queue = "matte", "style"
+        s.get_one(Task, matte).name, s.get_one(Task, style).name = "matte.person", "style.cartoon"
+        s.get_one(Task, other).queue, s.get_one(Task, other).name = "style", "style.cartoon"
+    # Nothing waits: the matte worker keeps the matte task, the others go to the broker
+    assert dispatcher.send_all_but_one([matte, style, other], {"matte"}) == matte
+    assert dispatcher.queue_depths(["matte", "style"]) == {"matte": 0, "style": 2}
+    assert all(t.dispatched_at is not None for t in repo.tasks("j"))  # none looks lost
+    # Something waits in a queue it serves: it keeps nothing, so it takes nobody's turn
+    (late,) = add_job(sessions, "k", ["ready"])
+    with sessions.begin() as s:
+        s.get_one(Task, late).queue, s.get_one(Task, late).name = "style", "style.cartoon"
+    assert dispatcher.send_all_but_one([late], {"matte", "style"}) is None
+    assert dispatcher.queue_depths(["style"]) == {"style": 3}
