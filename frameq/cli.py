@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import time
@@ -337,8 +338,8 @@ def parse_duration_s(text: str) -> float:
         seconds = float(value) * DURATION_UNITS_S[unit]
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected a duration such as 90s, 30m, 12h or 7d") from None
-    if seconds < 0:
-        raise click.BadParameter(f"{text!r}: a duration cannot be negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise click.BadParameter(f"{text!r}: expected a duration such as 90s, 30m, 12h or 7d")
     return seconds
 
 

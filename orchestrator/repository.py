@@ -546,20 +546,26 @@ class Repository:
             query = select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.id)
             return list(s.scalars(query).all())
 
-    def finished_jobs(self, finished_s_ago: float) -> list[Job]:
-        """Jobs that finished (done, failed or cancelled) at least this long ago, with artifacts left.
+    def finished_jobs(self, finished_s_ago: float, *, collected: bool) -> list[Job]:
+        """Jobs that finished (done, failed or cancelled) at least this long ago: those whose
+        intermediates are still to be deleted, or (`collected`) those already done with that
+        whose outputs are still stored.
 
         None of their tasks runs any more: done jobs ended with their last task, and the workers
         of a failed or cancelled one stop at their next batch, well within a lease."""
+        query = select(Job).where(
+            Job.state.in_(FINISHED_JOB_STATES), Job.finished_at <= db_now(-finished_s_ago)
+        )
+        if collected:
+            query = query.where(Job.collected_at.is_not(None), Job.id.in_(select(Artifact.job_id)))
+        else:
+            query = query.where(Job.collected_at.is_(None))
         with self.sessions() as s:
-            return list(
-                s.scalars(
-                    select(Job)
-                    .where(Job.state.in_(FINISHED_JOB_STATES), Job.finished_at <= db_now(-finished_s_ago))
-                    .where(Job.id.in_(select(Artifact.job_id)))
-                    .order_by(Job.finished_at)
-                ).all()
-            )
+            return list(s.scalars(query.order_by(Job.finished_at)).all())
+
+    def mark_collected(self, job_id: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(collected_at=db_now()))
 
     def forget_artifacts(self, keys: Sequence[str]) -> None:
         """The objects at these keys were deleted from the store."""

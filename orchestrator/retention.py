@@ -45,15 +45,22 @@ def kept_keys(job: Job) -> set[str]:
 
 
 def collect(repo: Repository, store: Store, job: Job, *, expired: bool = False) -> Freed:
-    """Delete the job's intermediates (with `expired`, everything it stored) and their rows."""
-    keep = set() if expired else kept_keys(job)
+    """Delete the job's intermediates (with `expired`, everything it stored) and their rows.
+
+    What to delete is what the artifacts table lists and, as a safety net, whatever else lies
+    under the job's folder (a task whose completion was refused, its job cancelled meanwhile,
+    had written its object without a row)."""
     if not expired and JobParams.from_json(job.params).keep_intermediates:
+        repo.mark_collected(job.id)  # nothing to do until the outputs expire
         return Freed()
-    doomed = [a for a in repo.artifacts(job.id) if a.key not in keep]
-    for artifact in doomed:
-        store.delete(artifact.key)
-    repo.forget_artifacts([a.key for a in doomed])
-    return Freed(len(doomed), sum(a.size_bytes for a in doomed))
+    keep = set() if expired else kept_keys(job)
+    sizes = {a.key: a.size_bytes for a in repo.artifacts(job.id)}
+    doomed = sorted((set(sizes) | set(store.keys(f"jobs/{job.id}/"))) - keep)
+    for key in doomed:
+        store.delete(key)
+    repo.forget_artifacts(doomed)
+    repo.mark_collected(job.id)
+    return Freed(len(doomed), sum(sizes.get(key, 0) for key in doomed))
 
 
 def collect_finished(repo: Repository, store: Store, job_id: str) -> Freed:
@@ -67,9 +74,9 @@ def gc(repo: Repository, store: Store, *, older_than_s: float | None, grace_s: f
     finished more than `older_than_s` ago (None: outputs never expire)."""
     freed = Freed()
     repo.fail_abandoned_submissions(SUBMIT_TIMEOUT_S)  # their uploads, if any, are collected below
-    for job in repo.finished_jobs(grace_s):
+    for job in repo.finished_jobs(grace_s, collected=False):
         freed += collect(repo, store, job)
     if older_than_s is not None:
-        for job in repo.finished_jobs(older_than_s):
+        for job in repo.finished_jobs(older_than_s, collected=True):
             freed += collect(repo, store, job, expired=True)
     return freed

@@ -79,6 +79,16 @@ class S3Store:
             return False
         return True
 
+    def keys(self, prefix: str) -> list[str]:
+        found = []
+        with _translated(self._url(prefix)):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            ):
+                found += [item["Key"] for item in page.get("Contents", [])]
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        return sorted(key[cut:] for key in found)
+
     def delete(self, key: str) -> None:
         with _translated(self._url(key)):  # S3 answers a missing key with success too
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

@@ -61,6 +61,7 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    collected_at: Mapped[datetime | None] = mapped_column(DateTime)  # its intermediates deleted
 
 
 class Task(Base):

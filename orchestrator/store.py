@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -41,6 +41,10 @@ class Store(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; a missing one is no error (deleting twice is harmless)."""
+        ...
+
+    def keys(self, prefix: str) -> list[str]:
+        """The keys of the objects under `prefix` (a folder such as `jobs/{job}/`)."""
         ...
 
 
@@ -91,16 +95,26 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def keys(self, prefix: str) -> list[str]:
+        folder = self.path(prefix)
+        if not folder.is_dir():
+            return []
+        top = self.root.resolve()
+        # .tmp- files are writes under way (writing() renames them into place when done)
+        return sorted(
+            str(p.relative_to(top))
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
     def delete(self, key: str) -> None:
         path = self.path(key)
         path.unlink(missing_ok=True)
-        root = self.root.resolve()
-        for folder in path.parents:  # folders the job's keys made, once empty
-            if folder == root or not folder.is_relative_to(root):
+        top = self.root.resolve()
+        for folder in path.parents:  # the job's own folders, once empty (never jobs/ itself)
+            if folder.parent == top or not folder.is_relative_to(top):
                 break
-            if folder.exists():
-                if any(folder.iterdir()):
-                    break
+            with suppress(OSError):  # not empty (a file just written), or gone already
                 folder.rmdir()
 
 

@@ -70,10 +70,14 @@ def test_nothing_a_running_job_needs_is_deleted(tmp_path: Path) -> None:
     assert all(runtime.store.exists(key) for key in before)
     # Once it has failed (its workers told to stop), a lease later its leftovers go
     runtime.repo.fail_job(job.id, "test: failed on purpose")
+    stray = f"jobs/{job.id}/matte/00000.nut"  # written by a task whose completion came too late
+    with runtime.store.writing(stray) as tmp:
+        tmp.write_bytes(b"late")
     assert gc(runtime.repo, runtime.store, older_than_s=None, grace_s=60).objects == 0  # too soon
     time.sleep(0.05)
     freed = gc(runtime.repo, runtime.store, older_than_s=None, grace_s=0)
-    assert freed.objects == len(before) - 1  # all but the uploaded source
+    assert freed.objects == len(before)  # all but the uploaded source, and the stray object too
+    assert not runtime.store.exists(stray)
     assert [a.key for a in runtime.repo.artifacts(job.id)] == [job.source_key]
 
 

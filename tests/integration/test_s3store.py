@@ -91,6 +91,7 @@ def test_delete_and_bytes_read(s3_env: dict[str, str], tmp_path: Path) -> None:
     with s3.reading(key):
         pass
     assert s3.bytes_read == 1000  # what a task downloaded, for its row
+    assert s3.keys("jobs/j9/") == [key] and s3.keys("jobs/none/") == []
     s3.delete(key)
     assert not s3.exists(key)
     s3.delete(key)  # deleting twice is harmless
