@@ -36,7 +36,7 @@ start() {
     "$BIN/python" -c "import boto3; boto3.client('s3').create_bucket(Bucket='${FRAMEQ_STORE_URL#s3://}'.split('/')[0])"
   fi
   "$BIN/frameq" db upgrade
-  launch media-worker "$BIN/frameq" worker --queues media --beat
+  launch media-worker "$BIN/frameq" worker --queues media
   launch gpu-worker "$BIN/frameq" worker --queues matte,style,composite
   launch flower "$BIN/frameq" flower --port 5555
 }

@@ -71,13 +71,19 @@ def cut_segments(
 
 
 def expand(
-    recipe: Recipe, segments: list[Segment], kind: str, job_id: str, params: JobParams
+    recipe: Recipe,
+    segments: list[Segment],
+    kind: str,
+    job_id: str,
+    params: JobParams,
+    audio_key: str | None = None,
 ) -> list[TaskSpec]:
     """One task per (segment, stage), then one assemble task needing every output segment and,
     for each stage in `params.also_outputs` (assembled as an output of its own), that stage's.
 
     Every task's output key and format are decided here, once: a handler writes what its row
-    says, and assemble names the job's outputs.
+    says, and assemble names the job's outputs. `audio_key`: where plan put the source's audio
+    (None: it has none).
     """
     specs = []
     for seg in segments:
@@ -119,7 +125,7 @@ def expand(
             stage=ASSEMBLE_STAGE,
             name=ASSEMBLE_TASK,
             segment=None,
-            params={"stage": recipe.output, "also": also},
+            params={"stage": recipe.output, "also": also, "audio_key": audio_key},
             needs=tuple(
                 (stage, seg.index) for stage in (recipe.output, *params.also_outputs) for seg in segments
             ),

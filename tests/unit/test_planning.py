@@ -89,6 +89,7 @@ def test_a_stage_asked_for_as_well_is_assembled_too() -> None:
     assert assemble.params == {
         "stage": "composite",
         "also": [{"stage": "matte", "key": "jobs/j/matte.mp4", "format": "h264:grey"}],
+        "audio_key": None,  # this source has none
     }
     assert specs[1].output_format == "vp9:rgba"  # the output stage takes the output's codec
     assert set(assemble.needs) == {("composite", 0), ("composite", 1), ("matte", 0), ("matte", 1)}

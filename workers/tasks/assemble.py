@@ -12,7 +12,6 @@ from pathlib import PurePosixPath
 
 from orchestrator.formats import Format
 from orchestrator.schema import Task
-from orchestrator.store import audio_key
 from workers.media.assemble import assemble_video, reencode_video
 from workers.media.images import convert_image
 from workers.runtime import Result, TaskContext
@@ -37,11 +36,8 @@ def _join(ctx: TaskContext, parts: list[Task], key: str) -> int:
         if job.kind == "image":
             convert_image(paths[0], tmp, PurePosixPath(key).suffix)
         else:  # the audio tracks were copied out when the job was planned: only they are read
-            audio = (
-                stack.enter_context(ctx.store.reading(audio_key(job.id, job.source_key)))
-                if job.media.get("audio")
-                else None
-            )
+            audio_key = ctx.task.params.get("audio_key")
+            audio = stack.enter_context(ctx.store.reading(audio_key)) if audio_key else None
             assemble_video(paths, audio, tmp, rotation=job.media.get("rotation", 0))
         return tmp.stat().st_size
 

@@ -21,19 +21,21 @@ def plan(ctx: TaskContext) -> Result:
         info = probe(path, job.input_name, params.max_pixels)
         media = info.summary()
         stored: list[tuple[str, int]] = []  # objects written beside the plan (slices, audio)
+        audio = None
         if isinstance(info, ImageInfo):
             kind, segments = "image", [Segment(0, 0, None, 1)]
         else:
             kind = "video"
             segments = cut_segments(info.frame_pts, info.keyframe_pts, info.time_base, params.segment_s)
-            stored, media["slice_offset"] = _slice(ctx, path, segments, bool(info.audio))
-    specs = expand(get_recipe(job.recipe), segments, kind, job.id, params)
+            audio = audio_key(job.id, job.source_key) if info.audio else None
+            stored, media["slice_offset"] = _slice(ctx, path, segments, audio)
+    specs = expand(get_recipe(job.recipe), segments, kind, job.id, params, audio)
     expansion = Expansion(kind, media, sum(s.frames for s in segments), specs)
     return Result(expansion=expansion, also_stored=stored)
 
 
 def _slice(
-    ctx: TaskContext, source: Path, segments: list[Segment], audio: bool
+    ctx: TaskContext, source: Path, segments: list[Segment], audio: str | None
 ) -> tuple[list[tuple[str, int]], int]:
     """Write every segment's slice, and the audio, to the store; returns their (key, size) and
     what the slices added to every timestamp."""
@@ -42,8 +44,8 @@ def _slice(
     with ExitStack() as stack:
         paths = [stack.enter_context(ctx.store.writing(key)) for key in keys]
         offset = cut_slices(source, job.input_name, [seg.start_pts for seg in segments], paths)
-        if audio:
-            keys.append(audio_key(job.id, job.source_key))
+        if audio is not None:
+            keys.append(audio)
             paths.append(stack.enter_context(ctx.store.writing(keys[-1])))
             extract_audio(source, job.input_name, paths[-1])
         sizes = [path.stat().st_size for path in paths]  # before leaving: the store takes them then
