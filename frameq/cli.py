@@ -62,7 +62,10 @@ class FrameqGroup(click.Group):
         except DATABASE_ERRORS as exc:
             _fail(database_unreachable(Settings.from_env(), exc))
         except BROKER_ERRORS as exc:
-            _fail(broker_unreachable(Settings.from_env(), exc))
+            settings = Settings.from_env()
+            if settings.broker_url is None:  # embedded: no broker, so not about one
+                raise
+            _fail(broker_unreachable(settings, exc))
 
 
 def _fail(exc: Exception) -> NoReturn:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from orchestrator.db import make_engine
 from orchestrator.dispatch import CeleryDispatcher
-from orchestrator.errors import Unreachable
+from orchestrator.errors import ConfigError, FrameqError, Unreachable
 from orchestrator.settings import Settings
 
 # What the database driver and the broker client raise when their server does not answer.
@@ -38,8 +38,17 @@ def _reason(exc: BaseException) -> str:
     return lines[0].rstrip(".") if lines else type(cause).__name__
 
 
-def database_unreachable(settings: Settings, exc: BaseException) -> Unreachable:
-    return Unreachable("the database", "FRAMEQ_DATABASE_URL", redact(settings.database_url), _reason(exc))
+def database_unreachable(settings: Settings, exc: BaseException) -> FrameqError:
+    """What a database error means to the user, in one line. A server that answered with an
+    error code (wrong password, no such database, SQLite's lock) is not unreachable: waiting
+    would not help, and the line says what it answered."""
+    address = redact(settings.database_url)
+    cause = getattr(exc, "orig", None)
+    # libpq reports a server's refusal at connect time as "FATAL: ..." (no SQLSTATE then).
+    answered = getattr(cause, "sqlstate", None) or "FATAL:" in str(cause)
+    if answered or settings.database_url.startswith("sqlite"):
+        return ConfigError(f"the database at {address} (FRAMEQ_DATABASE_URL) refused: {_reason(exc)}")
+    return Unreachable("the database", "FRAMEQ_DATABASE_URL", address, _reason(exc))
 
 
 def broker_unreachable(settings: Settings, exc: BaseException, then: str = "") -> Unreachable:
@@ -56,7 +65,7 @@ def check_database(settings: Settings) -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except DATABASE_ERRORS as exc:
-        raise database_unreachable(settings, exc) from None
+        raise database_unreachable(settings, exc) from None  # Unreachable, or refused for good
     finally:
         engine.dispose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -140,3 +141,25 @@ def wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
+
+
+def test_a_worker_does_not_wait_for_a_database_that_answers_no(
+    tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    # The server is there, the database is not: waiting would not help, so one line and out
+    env = {
+        **frameq_env,
+        "FRAMEQ_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/frameq_no_such_database",
+        "FRAMEQ_BROKER_URL": "redis://127.0.0.1:6379/15",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "frameq", "worker", "-Q", "media"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "FRAMEQ_DATABASE_URL" in result.stderr and "frameq_no_such_database" in result.stderr
+    assert "trying again" not in result.stderr
