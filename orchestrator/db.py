@@ -77,15 +77,20 @@ class ClusterLock:
     """A lock at most one process of the cluster holds, kept until it lets go or dies.
 
     On PostgreSQL, a session-level advisory lock on a connection of its own: the server frees
-    it when that connection ends, the holder killed with SIGKILL or its host gone included, so
-    another process takes it at its next try. On SQLite (one machine) an exclusive file lock
-    beside the database, freed by the kernel when the holder dies. `held()` is cheap enough to
-    ask every round.
+    it when that connection ends, the holder killed with SIGKILL or its host gone included (TCP
+    keepalives on both ends find that out), so another process takes it at its next try. On
+    SQLite (one machine) an exclusive file lock beside the database, freed by the kernel when the
+    holder dies. `held()` is cheap enough to ask every round.
     """
 
     def __init__(self, database_url: str, key: int) -> None:
         self.key = key
-        self._engine = create_engine(database_url, poolclass=NullPool)  # a closed connection is gone
+        # A closed connection is gone (NullPool). TCP keepalives make the server notice a holder
+        # whose host lost power or its network within about 30 s, not the system's 2 hours,
+        # and so free the lock for another process.
+        keepalives = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+        connect_args = keepalives if database_url.startswith("postgresql") else {}
+        self._engine = create_engine(database_url, poolclass=NullPool, connect_args=connect_args)
         self._conn: Connection | None = None
         self._file: IO[bytes] | None = None
 
@@ -99,6 +104,9 @@ class ClusterLock:
                 self._conn.commit()
                 return True
             conn = self._engine.connect()
+            # The server side too probes the holder's connection, so a vanished host frees it.
+            conn.execute(text("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5"))
+            conn.execute(text("SET tcp_keepalives_count = 3"))
             taken = conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key})
             conn.commit()  # the lock outlives the transaction; an idle connection holds it
             if taken:

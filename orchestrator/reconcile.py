@@ -86,18 +86,27 @@ class ReconcileLoop:
 
     def _run(self) -> None:
         # Opened here, not in __init__: its connections belong to this thread alone.
-        repo = Repository(make_sessions(make_engine(self.settings.database_url)))
-        dispatcher = CeleryDispatcher.from_settings(self.settings, repo)
-        store = open_store(self.settings.store_url, self.settings.home / "scratch")
+        engine = make_engine(self.settings.database_url)
+        repo = Repository(make_sessions(engine))
         lock = ClusterLock(self.settings.database_url, RECONCILER_LOCK_KEY)
         leading = False
         try:
+            while True:
+                try:  # a store client that cannot be made yet is tried again next round
+                    dispatcher = CeleryDispatcher.from_settings(self.settings, repo)
+                    store = open_store(self.settings.store_url, self.settings.home / "scratch")
+                    break
+                except Exception as exc:
+                    log.warning("reconciler not started, again in %gs: %s", every_s(self.settings), exc)
+                    if self._stop.wait(every_s(self.settings)):
+                        return
             while True:
                 leading = self._round(repo, dispatcher, store, lock, leading)
                 if self._stop.wait(every_s(self.settings)):
                     return
         finally:
             lock.release()
+            engine.dispose()
 
     def _round(
         self, repo: Repository, dispatcher: CeleryDispatcher, store: Store, lock: ClusterLock, leading: bool
