@@ -8,7 +8,7 @@ own copies with the same functions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from orchestrator.errors import ConfigError
@@ -49,7 +49,6 @@ class JobParams:
     background: dict[str, Any] | None = None
     also_outputs: tuple[str, ...] = ()  # earlier stages written as outputs too (the matte)
     keep_intermediates: bool = False  # keep every stage's segments after the job is done
-    extra: dict[str, Any] = field(default_factory=dict)  # recipe options later stages add
 
     def __post_init__(self) -> None:
         if not self.output_suffix.startswith("."):
