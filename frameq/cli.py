@@ -340,8 +340,8 @@ def parse_duration_s(text: str) -> float:
     try:
         seconds = float(value) * DURATION_UNITS_S[unit]
     except ValueError:
-        raise click.BadParameter(f"{text!r}: expected a duration such as 90s, 30m, 12h or 7d") from None
-    if not math.isfinite(seconds) or seconds < 0:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):  # inf, nan and negatives too
         raise click.BadParameter(f"{text!r}: expected a duration such as 90s, 30m, 12h or 7d")
     return seconds
 
@@ -359,9 +359,6 @@ def gc(older_than: str | None) -> None:
 
     settings = Settings.from_env()
     runtime = Runtime.open(settings)
-    if older_than is not None:
-        expiry_s: float | None = parse_duration_s(older_than)
-    else:
-        expiry_s = settings.outputs_ttl_days * 86400 if settings.outputs_ttl_days else None
+    expiry_s = parse_duration_s(older_than) if older_than is not None else settings.outputs_ttl_s
     freed = collect(runtime.repo, runtime.store, older_than_s=expiry_s, grace_s=settings.lease_s)
     click.echo(f"deleted {freed.objects} objects ({freed.bytes / 2**20:.1f} MiB) from {settings.store_url}")

@@ -71,6 +71,7 @@ def summary_line(view: JobView, output: str | None) -> str:
     if job.state == "done":
         rate = f", {job.frames_total / elapsed:.1f} frames/s" if elapsed > 0 and job.kind == "video" else ""
         return (
-            f"done {job.id} {job.input_name} -> {output}: {job.frames_total} frames in {elapsed:.1f}s{rate}"
+            f"done {job.id} {job.input_name} -> {output}: {job.frames_total} "
+            f"frame{'' if job.frames_total == 1 else 's'} in {elapsed:.1f}s{rate}"
         )
     return f"{job.state} {job.id}: {job.error}"

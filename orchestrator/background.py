@@ -8,6 +8,7 @@ from typing import Any
 
 from orchestrator.errors import InputError
 from orchestrator.inputs import check_file, kind_of
+from orchestrator.store import job_prefix
 
 NAMED = {
     "black": (0, 0, 0),
@@ -45,4 +46,4 @@ def parse_background(value: str) -> dict[str, Any]:
 
 
 def background_key(job_id: str, suffix: str) -> str:
-    return f"jobs/{job_id}/background{suffix.lower()}"
+    return f"{job_prefix(job_id)}background{suffix.lower()}"

@@ -54,8 +54,7 @@ def reconcile(
     sent = dispatcher.send(sorted(set(requeued) | set(stale)))
     collected = 0
     if store is not None:
-        ttl_s = settings.outputs_ttl_days * 86400 if settings.outputs_ttl_days else None
-        collected = gc(repo, store, older_than_s=ttl_s, grace_s=settings.lease_s).objects
+        collected = gc(repo, store, older_than_s=settings.outputs_ttl_s, grace_s=settings.lease_s).objects
     return Reconciled(requeued, failed, [task.id for task in sent], collected)
 
 

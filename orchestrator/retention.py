@@ -17,7 +17,7 @@ from orchestrator.outputs import output_keys
 from orchestrator.params import JobParams
 from orchestrator.repository import Repository
 from orchestrator.schema import Job, JobState
-from orchestrator.store import Store
+from orchestrator.store import Store, job_prefix
 
 # A job whose input is still not in the store this long after it was recorded lost its
 # submitter (kill -9 mid-upload); generous, since a large upload over a slow link takes a while.
@@ -55,7 +55,7 @@ def collect(repo: Repository, store: Store, job: Job, *, expired: bool = False) 
         return Freed()
     keep = set() if expired else kept_keys(job)
     sizes = {a.key: a.size_bytes for a in repo.artifacts(job.id)}
-    doomed = sorted((set(sizes) | set(store.keys(f"jobs/{job.id}/"))) - keep)
+    doomed = sorted((set(sizes) | set(store.keys(job_prefix(job.id)))) - keep)
     for key in doomed:
         store.delete(key)
     repo.forget_artifacts(doomed)

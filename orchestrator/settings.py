@@ -36,6 +36,11 @@ class Settings:
     outputs_ttl_days: float | None = None  # outputs and inputs of jobs finished longer ago go (gc)
 
     @property
+    def outputs_ttl_s(self) -> float | None:
+        """How long outputs of finished jobs are kept (None: for ever)."""
+        return self.outputs_ttl_days * 86400 if self.outputs_ttl_days else None
+
+    @property
     def embedded(self) -> bool:
         """No broker configured: tasks run in the calling process."""
         return self.broker_url is None

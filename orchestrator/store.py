@@ -129,13 +129,18 @@ def open_store(url: str, scratch: Path) -> Store:
     raise ConfigError(f"store {url!r}: expected file:// or s3://")
 
 
+def job_prefix(job_id: str) -> str:
+    """The folder of every object a job stores: the keys below all start with it."""
+    return f"jobs/{job_id}/"
+
+
 def source_key(job_id: str, suffix: str) -> str:
-    return f"jobs/{job_id}/source{suffix.lower()}"
+    return f"{job_prefix(job_id)}source{suffix.lower()}"
 
 
 def slice_key(job_id: str, segment: int) -> str:
     """The source's frames of one segment, cut by stream copy when the job is planned."""
-    return f"jobs/{job_id}/source/{segment:05d}.nut"
+    return f"{job_prefix(job_id)}source/{segment:05d}.nut"
 
 
 # The audio is copied into a file of the source's own container, which keeps what the codec
@@ -146,17 +151,17 @@ AUDIO_CONTAINERS = {".mp4": ".mp4", ".m4v": ".mp4", ".mov": ".mov", ".webm": ".w
 def audio_key(job_id: str, source_key: str) -> str:
     """The source's audio tracks, stream-copied when the job is planned, for assemble."""
     suffix = AUDIO_CONTAINERS.get(PurePosixPath(source_key).suffix.lower(), ".mkv")
-    return f"jobs/{job_id}/audio{suffix}"
+    return f"{job_prefix(job_id)}audio{suffix}"
 
 
 def segment_key(job_id: str, stage: str, segment: int, ext: str) -> str:
-    return f"jobs/{job_id}/{stage}/{segment:05d}.{ext}"
+    return f"{job_prefix(job_id)}{stage}/{segment:05d}.{ext}"
 
 
 def output_key(job_id: str, ext: str) -> str:
-    return f"jobs/{job_id}/output.{ext}"
+    return f"{job_prefix(job_id)}output.{ext}"
 
 
 def stage_output_key(job_id: str, stage: str, kind: str) -> str:
     """An earlier stage assembled as an output of its own (`--with-matte`)."""
-    return f"jobs/{job_id}/{stage}.{extra_output_format(kind).ext}"
+    return f"{job_prefix(job_id)}{stage}.{extra_output_format(kind).ext}"

@@ -186,23 +186,15 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
     except Cancelled:
         log.info("task %s (%s) stopped: job %s cancelled", task.id, task.name, job.id)
         return Outcome()
-    except StoreRefused as exc:  # no worker can change the store's answer: fail at once
-        log.info("task %s (%s) failed: %s", task.id, task.name, exc)
-        repo.fail(task.id, str(exc), runtime.name)
-        return Outcome()
+    except (InputError, StoreRefused) as exc:  # bad input, or a store no worker can change
+        return _failed(runtime, task, exc)
     except ConfigError as exc:
         if runtime.settings.embedded:  # no other worker could do better: the job fails, and says why
-            log.info("task %s (%s) failed: %s", task.id, task.name, exc)
-            repo.fail(task.id, str(exc), runtime.name)
-            return Outcome()
+            return _failed(runtime, task, exc)
         # This worker is not set up for the task (model files missing, ...): the task goes back,
         # for a worker that is, and the job fails only once its attempts are used up.
         log.error("worker %s cannot run %s (task %s): %s", runtime.name, task.name, task.id, exc)
         return _transient(runtime, task, ConfigError(f"{runtime.name}: {exc}"))
-    except InputError as exc:  # bad input: the message names the file and the problem
-        log.info("task %s (%s) failed: %s", task.id, task.name, exc)
-        repo.fail(task.id, str(exc), runtime.name)
-        return Outcome()
     except (TransientError, OperationalError) as exc:
         return _transient(runtime, task, exc)
     except Exception as exc:
@@ -230,6 +222,13 @@ def _collect(runtime: Runtime, job_id: str) -> None:
         log.info("job %s: %s intermediate objects deleted (%s bytes)", job_id, freed.objects, freed.bytes)
     except Exception as exc:  # the job is done all the same; `frameq gc` deletes them later
         log.warning("job %s: intermediates not deleted: %s", job_id, exc)
+
+
+def _failed(runtime: Runtime, task: Task, exc: Exception) -> Outcome:
+    """A permanent failure whose message says it all: the task and its job fail with it."""
+    log.info("task %s (%s) failed: %s", task.id, task.name, exc)
+    runtime.repo.fail(task.id, str(exc), runtime.name)
+    return Outcome()
 
 
 def _transient(runtime: Runtime, task: Task, exc: Exception) -> Outcome:

@@ -69,3 +69,27 @@ def test_a_worker_for_the_matte_queue_refuses_to_start_without_its_model_files(t
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "queue matte needs model files missing from" in line and "frameq models pull" in line
+
+
+def test_a_worker_runs_the_matte_network_of_the_job_not_of_its_own_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.tasks.matte as matte_tasks
+
+    networks: list[str] = []
+    real = matte_tasks._matter
+
+    def recording(device: str, landmark: str):  # type: ignore[no-untyped-def]
+        networks.append(landmark)
+        return real(device, landmark)
+
+    monkeypatch.setattr(matte_tasks, "_matter", recording)
+    home = str(tmp_path / "home")
+    submitter = Runtime.open(Settings.from_env({"FRAMEQ_HOME": home, "FRAMEQ_MATTE_MODEL": "full"}))
+    worker = Runtime.open(Settings.from_env({"FRAMEQ_HOME": home}))  # its own default: heavy
+    clip = make_video(tmp_path / "in.mp4", frames=4, width=64, height=48, audio=False, flash_frame=None)
+    job = submit(submitter.repo, submitter.store, submitter.settings, clip.path, "matte", ".mp4")
+    while (task_id := worker.repo.next_ready([job.id])) is not None:
+        execute(worker, task_id)
+    assert worker.repo.get_job(job.id).state == JobState.DONE
+    assert networks == ["full"]
