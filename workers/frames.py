@@ -55,7 +55,7 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
 def map_frames(ctx: TaskContext, fn: FrameFn, warmup: int = 0) -> Result:
     """Run `fn` over this task's segment (or image) and write its output where planned."""
     needs: list[str] = ctx.task.params.get("inputs", [])
-    by_stage = ctx.inputs()
+    by_stage = ctx.inputs() if needs else {}  # a source-only stage asks the database nothing
     parts = [next(t for t in by_stage[stage] if t.segment == ctx.task.segment) for stage in needs]
     reads_source = bool(ctx.task.params.get("source", True))
     if warmup and parts:
