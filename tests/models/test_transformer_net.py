@@ -221,10 +221,12 @@ def test_a_checkpoint_in_half_precision_loads_in_float32(net: TransformerNet, tm
         assert (loaded(x) - net(x)).abs().max() < 0.05
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_float16_on_cuda(net: TransformerNet) -> None:
-    device = torch.device("cuda")
-    x = frame((181, 243))
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float16(net: TransformerNet, device: str) -> None:
+    x = frame((61, 83))
     model = TransformerNet()
     model.load_state_dict(net.state_dict())
     model = model.to(device).half().eval()
