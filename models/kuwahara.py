@@ -81,8 +81,8 @@ def _filter(
 ) -> torch.Tensor:
     """The anisotropic Kuwahara filter of x [B, 3, h, w] at its own size."""
     b, _, h, w = x.shape
-    # the statistics in float32 at least: float16 cannot resolve a variance as the difference
-    # of two second moments
+    # in float32 at least: sample positions need finer steps than float16 has near 1 (a
+    # quarter pixel at 854 wide), and the sector statistics its range
     work = torch.promote_types(x.dtype, torch.float32)
     source = x.to(work)
     # Per pixel the six numbers that place its samples: its centre and its ellipse's major and
@@ -100,21 +100,25 @@ def _filter(
     out = torch.empty_like(source)
     for top in range(0, h, ROWS_PER_CHUNK):
         rows = slice(top, min(top + ROWS_PER_CHUNK, h))
-        out[:, :, rows] = _filter_rows(source, placement[:, rows], layout, weights, sharpness, noise)
+        out[:, :, rows] = _filter_rows(
+            source, source[:, :, rows], placement[:, rows], layout, weights, sharpness, noise
+        )
     return out.to(x.dtype)
 
 
 def _filter_rows(
     x: torch.Tensor,
+    here: torch.Tensor,
     placement: torch.Tensor,
     layout: torch.Tensor,
     weights: torch.Tensor,
     sharpness: float,
     noise: float,
 ) -> torch.Tensor:
-    """Some rows of the filtered x [B, C, h, w]: placement [B, rows, w, 6] holds their pixels'
-    centres and ellipses, layout [6, 2M] maps those to the M sample positions and weights
-    [M, SECTORS] are the sectors' weights of the samples. -> [B, C, rows, w]."""
+    """Some rows of the filtered x [B, C, h, w]: here [B, C, rows, w] are their pixels' values,
+    placement [B, rows, w, 6] their centres and ellipses, layout [6, 2M] maps those to the M
+    sample positions and weights [M, SECTORS] are the sectors' weights of the samples.
+    -> [B, C, rows, w]."""
     b, c = x.shape[:2]
     rows, w = placement.shape[1:3]
     m = weights.shape[0]
@@ -123,8 +127,12 @@ def _filter_rows(
     # local and makes the sector sums one matrix product over the last dimension.
     grid = (placement.reshape(-1, 6) @ layout).view(b, rows, w * m, 2)
     samples = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    mean = _sector_sums(samples, weights)  # [B, C, rows * w, S]
-    variance = (_sector_sums(samples.square_(), weights) - mean.square()).sum(dim=1).clamp_min(0.0)
+    # Differences to the pixel itself rather than raw values: a variance is then the mean of
+    # small squares minus a small square, which stays accurate where matrix products round
+    # their inputs (TF32 on CUDA keeps 10 bits), instead of two near-equal large numbers.
+    diffs = (samples.view(b, c, rows, w, m) - here[..., None]).view(b, c, rows, w * m)
+    mean = _sector_sums(diffs, weights)  # [B, C, rows * w, S], relative to the pixel
+    variance = (_sector_sums(diffs.square_(), weights) - mean.square()).sum(dim=1).clamp_min(0.0)
 
     # The paper's weights 1 / (1 + (s / noise)^q), taken in the log domain and scaled so the
     # largest is 1: with a high q and a low noise level (s / noise)^q overflows, every weight
@@ -133,7 +141,7 @@ def _filter_rows(
     log_weight = -F.softplus(log_ratio * (sharpness / 2))
     sector = torch.exp(log_weight - log_weight.amax(dim=-1, keepdim=True))  # [B, P, S], max 1
     blended = (mean * sector[:, None]).sum(dim=-1) / sector.sum(dim=-1)[:, None]  # [B, C, P]
-    return blended.view(b, c, rows, w)
+    return here + blended.view(b, c, rows, w)
 
 
 def _sector_sums(samples: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
