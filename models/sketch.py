@@ -19,9 +19,9 @@ import torch
 from models.colour import luma
 from models.filters import gaussian_blur
 
-# the frame height the sigmas are given for: the Gaussians scale with the frame, so a line is
-# as thick (relative to the picture) at 1080p as at 480p
-REFERENCE_HEIGHT = 480
+# the frame size (its short side) the sigmas are given for: above it the Gaussians scale with
+# the frame, so a line is as thick, relative to the picture, at 1080p as at 480p
+REFERENCE_SIDE = 480
 SHADOW = 0.6  # the luminance below which the shading starts
 
 
@@ -37,7 +37,8 @@ def pencil(
 ) -> torch.Tensor:
     """RGB [B, 3, H, W] in 0..1 -> a pencil sketch, RGB of the same shape (grey unless `paper`).
 
-    sigma: the fine Gaussian's sigma in pixels of a 480-line frame (the line width); k: the
+    sigma: the fine Gaussian's sigma in pixels of a frame 480 pixels on its short side (the
+    line width); k: the
     ratio of the wide Gaussian (the surroundings a pixel is compared with) to the fine one.
     epsilon: how much darker than its surroundings a pixel must be, as a share, to start a line.
     phi: the steepness of the soft threshold (larger: crisper, darker lines).
@@ -46,8 +47,7 @@ def pencil(
     paper: the paper's RGB colour in 0..1 (e.g. (1.0, 0.96, 0.88), a warm tone) that the grey
     graphite multiplies; None for white paper, the output then grey in all three channels.
     """
-    height = frames.shape[-2]
-    scale = max(1.0, height / REFERENCE_HEIGHT)
+    scale = max(1.0, min(frames.shape[-2:]) / REFERENCE_SIDE)
     y = luma(frames)
     fine = gaussian_blur(y, sigma * scale)
     wide = gaussian_blur(y, k * sigma * scale)

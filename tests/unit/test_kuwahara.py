@@ -95,7 +95,7 @@ def test_ellipses_run_along_the_edges_and_are_round_on_flat_ground() -> None:
     edges = g >= g.flatten().kthvalue(int(0.98 * g.numel())).values
     cosine = (major[:, :1] * gx + major[:, 1:] * gy).abs() / (length * g + 1e-9)
     assert (cosine[edges] < 0.3).float().mean() > 0.9
-    # and the ellipse is stretched there, more than on the sky-like flat wall above the steps
+    # and the ellipse is stretched there, more than on the flattest tenth of the frame
     flat = g <= g.flatten().kthvalue(int(0.1 * g.numel())).values
     assert length[edges].median() > 8.0
     assert length[edges].median() > length[flat].median() + 2.0

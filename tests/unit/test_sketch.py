@@ -81,7 +81,7 @@ def test_warm_paper_tints_the_paper_only() -> None:
 
 
 def test_line_width_scales_with_the_frame() -> None:
-    # A real 720p frame and the same frame at 360p: above the reference height the Gaussians
+    # A real 720p frame and the same frame at 360p: above the reference size the Gaussians
     # grow with the frame, so the 720p sketch, scaled down, is close to the 360p one (with the
     # sigmas fixed in pixels its lines would be half as wide and the difference twice as large).
     with av.open(str(sample_clip("bigbuckbunny"))) as container:
