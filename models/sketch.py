@@ -4,12 +4,14 @@ The lines are an extended difference of Gaussians (H. Winnemöller, J. E. Kypria
 S. C. Olsen, "XDoG: An eXtended difference-of-Gaussians compendium including advanced image
 stylization", Computers & Graphics 36(6), 2012) taken as a ratio, which is the photo editor's
 pencil-sketch recipe: a colour dodge of the luminance with its inverted blur is y / blur(y),
-near 1 wherever the frame is flat and below 1 on the dark side of every edge. Dividing by the
+near 1 wherever the frame is flat and below 1 on the dark side of every edge (here y itself
+lightly blurred, the Gaussian of the DoG's centre, against a wider one). Dividing by the
 surroundings makes the lines as strong in shadows as in highlights (a plain difference would
-scale with the brightness). The ratio goes through XDoG's soft threshold, 1 above -epsilon and
-1 + tanh(phi * (u + epsilon)) below: a smooth ramp from paper to graphite, not a hard step, so a
-line that hovers at the threshold fades in and out on video instead of flickering. A light
-shading of the dark regions keeps the sketch from being lines only.
+scale with the brightness). The ratio minus 1, u, goes through XDoG's soft threshold (the
+paper's form, on the negative side): 1 above -epsilon and 1 + tanh(phi * (u + epsilon))
+below, a smooth ramp from paper to graphite, not a hard step, so a line that hovers at the
+threshold fades in and out on video instead of flickering. A light shading of the dark regions
+keeps the sketch from being lines only.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def pencil(
     """RGB [B, 3, H, W] in 0..1 -> a pencil sketch, RGB of the same shape (grey unless `paper`).
 
     sigma: the fine Gaussian's sigma in pixels of a frame 480 pixels on its short side (the
-    line width); k: the
-    ratio of the wide Gaussian (the surroundings a pixel is compared with) to the fine one.
+    line width); k: the ratio of the wide Gaussian (the surroundings a pixel is compared with)
+    to the fine one.
     epsilon: how much darker than its surroundings a pixel must be, as a share, to start a line.
     phi: the steepness of the soft threshold (larger: crisper, darker lines).
     shading: how dark the darkest regions are toned (0: lines only); luminances above
@@ -56,7 +58,7 @@ def pencil(
     # drawing lines, and float16 from dividing by zero.
     contrast = (fine - wide) / (wide + 0.05)
     # XDoG's soft threshold, on the negative side only: 1 (paper) until -epsilon, then a tanh
-    # ramp down to 0 (graphite). min(..., 0) makes it exactly 1 above the threshold.
+    # ramp down to 0 (graphite); the clamp makes it exactly 1 above the threshold.
     lines = 1.0 + torch.tanh(phi * (contrast + epsilon).clamp(max=0.0))
     # A tone for the dark regions only (below SHADOW), quadratic, so it fades in smoothly:
     # midtones and highlights stay paper, shadows are toned down to 1 - shading.
