@@ -29,7 +29,7 @@ def posterise(
     *,
     smooth_radius: int = 4,
     smooth_eps: float = 0.01,
-    smooth_passes: int = 3,
+    smooth_passes: int = 2,
     sharpness: float = 16.0,
     saturation: float = 1.2,
     work_height: int = 480,
