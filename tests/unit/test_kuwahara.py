@@ -102,23 +102,29 @@ def test_ellipses_run_along_the_edges_and_are_round_on_flat_ground() -> None:
 
 
 def test_sector_weights_share_out_every_sample() -> None:
-    weights = _sector_weights(torch.device("cpu"), torch.float32)  # [8, M]
-    assert torch.allclose(weights.sum(dim=1), torch.ones(8))
+    weights = _sector_weights(torch.device("cpu"), torch.float32)  # [8, M], the centre left out
+    # every sector the same total, short of 1 by the centre's share (a few per cent)
+    totals = weights.sum(dim=1)
+    assert torch.allclose(totals, totals[:1].expand(8)) and 0.9 < float(totals[0]) < 1.0
     # the sectors are rotations of one another: the same weights, in another order
     rows = weights.sort(dim=1).values
     assert torch.allclose(rows, rows[:1].expand_as(rows), atol=1e-6)
     assert (weights >= 0).all()
 
 
-def test_large_frames_run_at_the_working_size_and_come_back_at_theirs() -> None:
-    x = frame("lucia", "00000")
-    big = F.interpolate(x, size=(720, 1280), mode="bicubic", align_corners=False).clamp(0, 1)
-    out = kuwahara(big)
-    assert out.shape == big.shape
-    # the same picture as filtering at 480 lines and scaling up
-    small = kuwahara(F.interpolate(big, size=(480, 853), mode="area"))
-    up = F.interpolate(small, size=(720, 1280), mode="bilinear", align_corners=False)
+def test_large_frames_run_at_the_working_size_and_come_back_at_theirs(
+    dancer: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    # a 480-line frame with a 240-pixel working size: 4 times cheaper than 720p at 480
+    x, full = dancer
+    out = kuwahara(x, work_short_side=240)
+    assert out.shape == x.shape
+    # the same picture as filtering at 240 lines and scaling up
+    small = kuwahara(F.interpolate(x, size=(240, 427), mode="area"))
+    up = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
     assert (out - up).abs().mean() < 0.002
+    # and smoother than filtering at the full size, as a larger radius would be
+    assert local_std(out).median() < local_std(full).median()
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5, 7), (33, 47), (70, 90)])
