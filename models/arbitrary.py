@@ -14,8 +14,9 @@ The files keep their int8 quantisation: each quantise/dequantise pair is emulate
 point (see models.onnx). Both networks take NHWC input in 0..1 (their first quantiser maps
 0..1 onto int8 with scale 1/255) and the transform ends in a sigmoid, so its output is 0..1.
 The transform is fully convolutional: the file declares 384x384 but nothing in the graph
-depends on it, and its two stride-2 stages and two 2x nearest upsamplings give an output of
-4 * ceil(size / 4) per side, which is cropped back to the input's size.
+depends on it (onnxruntime too runs it at any size once the declared input shape is freed).
+Its two stride-2 stages and two 2x nearest upsamplings give an output of 4 * ceil(size / 4)
+per side, so frames are reflected out to a multiple of 4 and the result cropped back.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from models.weights import model_path
 
 STYLE_SIZE = 256  # the predictor's input
 STYLE_DIM = 100  # length of a style vector
+MULTIPLE = 4  # the transform's sides: two stride-2 stages, then two 2x upsamplings
 PREDICT_FILE = "arbitrary_predict.onnx"
 TRANSFORM_FILE = "arbitrary_transform.onnx"
 
@@ -73,8 +75,8 @@ class ArbitraryStyle(torch.nn.Module):
 
     Runs at the frames' own size by default: the strokes are then a fixed number of pixels, so
     they look finer on larger frames. `work_height` runs the network at that height instead
-    (width in proportion, rounded to a multiple of 4) and scales the result back: the look of a
-    smaller picture, and much less work on large frames.
+    (width in proportion) and scales the result back: the look of a smaller picture, and much
+    less work on large frames.
     """
 
     def __init__(self, network: OnnxModule, work_height: int | None = None) -> None:
@@ -96,10 +98,18 @@ class ArbitraryStyle(torch.nn.Module):
             raise ValueError(f"{vector.shape[0]} style vectors for {batch} frames")
         work = frames
         if self.work_height is not None and self.work_height != height:
-            size = (self.work_height, max(4, round(width * self.work_height / height / 4) * 4))
+            size = (self.work_height, max(MULTIPLE, round(width * self.work_height / height)))
             work = _resize(frames, size, antialias=size[0] < height)
-        (out,) = self.network(work.permute(0, 2, 3, 1), vector)  # NHWC in and out
-        out = out.permute(0, 3, 1, 2)[:, :, : work.shape[2], : work.shape[3]]
+        h, w = work.shape[-2:]
+        # Reflect out to a multiple of 4 at the bottom and right (as MultiStyle does), so the
+        # output covers the frame exactly; the crop below takes the extra back off.
+        padded = (
+            F.pad(work, (0, -w % MULTIPLE, 0, -h % MULTIPLE), mode="reflect")
+            if h % MULTIPLE or w % MULTIPLE
+            else work
+        )
+        (out,) = self.network(padded.permute(0, 2, 3, 1), vector)  # NHWC in and out
+        out = out.permute(0, 3, 1, 2)[:, :, :h, :w]
         if work is not frames:
             out = _resize(out, (height, width), antialias=False).clamp_(0.0, 1.0)
         return out.contiguous()

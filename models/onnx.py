@@ -29,6 +29,7 @@ sizes are free wherever the graph computes them from the input (Pad, Resize by s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -863,39 +864,92 @@ def _resize(node: Node, ld: _Loader) -> Built:
             raise ld.unsupported(node, "antialias or axes")
         if node.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
             raise ld.unsupported(node, "keep_aspect_ratio_policy")
-    align: bool | None = None
-    if mode == "nearest":
-        if ctm == "asymmetric" and nearest == "floor":
-            interp = "nearest"
-        elif ctm in ("half_pixel", "tf_half_pixel_for_nn") and nearest == "round_prefer_ceil":
-            interp = "nearest-exact"  # floor((dst + 0.5) / scale): the same source pixel
-        else:
-            raise ld.unsupported(node, f"nearest resize with {ctm} / {nearest}")
-    elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-        interp, align = "linear", ctm == "align_corners"
-    else:
-        raise ld.unsupported(node, f"{mode} resize with {ctm}")
     if scales and any(s != 1.0 for s in scales[:2]):
         raise ld.unsupported(node, "resizing the batch or channel axis")
     spatial_scales, spatial_sizes = scales[2:], sizes[2:]  # sizes[:2] are taken to be the input's
+    if mode == "nearest":
+        if ctm not in NEAREST_COORDINATES or nearest not in NEAREST_ROUNDING:
+            raise ld.unsupported(node, f"nearest resize with {ctm} / {nearest}")
+    elif mode != "linear" or ctm not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        raise ld.unsupported(node, f"{mode} resize with {ctm}")
     if not spatial_sizes and all(s == 1.0 for s in spatial_scales):
         return Built(lambda v: v[0], _first(node), view=True)
-    linear = {1: "linear", 2: "bilinear", 3: "trilinear"}
-    whole = [int(s) for s in spatial_scales]
-    if interp != "linear" and len(whole) == 2 and whole == spatial_scales and not spatial_sizes:
-        # Nearest by a whole factor repeats each pixel (both mappings above pick floor(i / s)):
-        # a broadcast copy, several times faster than torch's gather on the CPU.
-        return Built(lambda v: _repeat_pixels(v[0], whole[0], whole[1]), _first(node))
+    if mode == "linear":
+        align, name = ctm == "align_corners", {3: "linear", 4: "bilinear", 5: "trilinear"}
 
-    def resize(v: list[torch.Tensor]) -> torch.Tensor:
+        def linear(v: list[torch.Tensor]) -> torch.Tensor:
+            x = v[0]
+            if spatial_sizes:
+                return F.interpolate(x, size=spatial_sizes, mode=name[x.dim()], align_corners=align)
+            # The given scale, not out / in, maps the coordinates, as in ONNX.
+            return F.interpolate(x, scale_factor=spatial_scales, mode=name[x.dim()], align_corners=align)
+
+        return Built(linear, _first(node))
+
+    def nearest_resize(v: list[torch.Tensor]) -> torch.Tensor:
         x = v[0]
-        name = linear[x.dim() - 2] if interp == "linear" else interp
-        if spatial_sizes:
-            return F.interpolate(x, size=spatial_sizes, mode=name, align_corners=align)
-        # The given scale, not out / in, maps the coordinates, as in ONNX.
-        return F.interpolate(x, scale_factor=spatial_scales, mode=name, align_corners=align)
+        sources = []
+        for axis in range(2, x.dim()):
+            n_in = x.shape[axis]
+            n_out = spatial_sizes[axis - 2] if spatial_sizes else math.floor(n_in * spatial_scales[axis - 2])
+            scale = float(np.float32(n_out) / np.float32(n_in)) if spatial_sizes else spatial_scales[axis - 2]
+            sources.append(_nearest_sources(n_in, n_out, scale, ctm, nearest))
+        repeats = [_repeat_factor(source) for source in sources]
+        ry, rx = repeats[0], repeats[-1]
+        if x.dim() == 4 and ry and rx:  # each pixel k times: a broadcast copy, no gather
+            return _repeat_pixels(x, ry, rx)
+        for axis, source in enumerate(sources, start=2):
+            x = x.index_select(axis, torch.from_numpy(source).to(x.device))
+        return x
 
-    return Built(resize, _first(node))
+    return Built(nearest_resize, _first(node))
+
+
+NEAREST_COORDINATES = (
+    "asymmetric",
+    "half_pixel",
+    "pytorch_half_pixel",
+    "tf_half_pixel_for_nn",
+    "align_corners",
+)
+NEAREST_ROUNDING = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
+
+
+@functools.lru_cache(maxsize=256)
+def _nearest_sources(n_in: int, n_out: int, scale: float, ctm: str, rounding: str) -> np.ndarray:
+    """Source index of each output position along one axis, by ONNX's formulas, computed in
+    float32 as onnxruntime computes them (torch's nearest modes round some exact ties the other
+    way)."""
+    i = np.arange(n_out, dtype=np.float32)
+    s = np.float32(scale)
+    half = np.float32(0.5)
+    if ctm == "asymmetric":
+        x = i / s
+    elif ctm == "tf_half_pixel_for_nn":
+        x = (i + half) / s
+    elif ctm == "align_corners":
+        x = i * np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.zeros_like(i)
+    elif ctm == "pytorch_half_pixel" and n_out == 1:
+        x = np.zeros_like(i)
+    else:  # half_pixel
+        x = (i + half) / s - half
+    if rounding == "floor":
+        k = np.floor(x)
+    elif rounding == "ceil":
+        k = np.ceil(x)
+    else:  # to nearest; a tie (x = n + 0.5) goes down or up as the mode says
+        tie = x == np.floor(x) + half
+        k = np.where(tie, np.floor(x) if rounding == "round_prefer_floor" else np.ceil(x), np.round(x))
+    return np.clip(k, 0, n_in - 1).astype(np.int64)
+
+
+def _repeat_factor(source: np.ndarray) -> int | None:
+    """k if `source` is 0, 0, .., 1, 1, .. (each index k times), else None."""
+    n_in = int(source[-1]) + 1
+    k = len(source) // n_in
+    if k * n_in == len(source) and np.array_equal(source, np.arange(len(source)) // k):
+        return k
+    return None
 
 
 def _repeat_pixels(x: torch.Tensor, sy: int, sx: int) -> torch.Tensor:
