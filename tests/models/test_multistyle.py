@@ -9,6 +9,7 @@ onnxruntime on the same reflected frame, cropped the same way.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 
 from frameq.samples import sample_clip
+from models import multistyle
 from models.multistyle import N_STYLES, MultiStyle
 from models.weights import model_path
 
@@ -111,6 +113,46 @@ def test_matches_onnxruntime(
         assert expected.std() > 0.05  # a real picture came out, not a flat colour
         errors[name] = float(np.abs(got - expected).max())
     assert max(errors.values()) <= TOLERANCE, errors
+
+
+def test_full_size_davis_frame(network: MultiStyle, session: ort.InferenceSession) -> None:
+    """DAVIS at its own 854 x 480: the full-size layers run in several bands of rows."""
+    x = tensor(davis_frame())
+    assert x.shape[-2] * x.shape[-1] > 2 * multistyle.BAND_PIXELS
+    assert np.abs(ours(network, x, BLEND) - reference(session, x, BLEND)).max() <= TOLERANCE
+
+
+def test_narrow_bands_with_a_batch(
+    network: MultiStyle, session: ort.InferenceSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bands of a few rows in every layer, two frames with styles of their own, an odd size:
+    band edges, the residual, upsampling and output steps and the crop all run banded."""
+    monkeypatch.setattr(multistyle, "BAND_PIXELS", 1500)
+    x = torch.cat([tensor(davis_frame(), (157, 283)), tensor(carphone_frame(), (157, 283))])
+    rows = np.stack([one_hot(8), BLEND])
+    got = ours(network, x, rows)
+    for k in range(2):
+        expected = reference(session, x[k : k + 1], rows[k])
+        assert np.abs(got[k : k + 1] - expected).max() <= TOLERANCE
+
+
+def test_op_by_op_path_matches_onnxruntime(session: ort.InferenceSession) -> None:
+    """The path CUDA takes, run here in float32."""
+    network = MultiStyle.load(model_path("multistyle26.onnx")).eval()
+    network.cpu_path = False
+    x = tensor(davis_frame(), (157, 283))
+    assert np.abs(ours(network, x, BLEND) - reference(session, x, BLEND)).max() <= TOLERANCE
+
+
+def test_threads_keep_their_own_buffers(network: MultiStyle) -> None:
+    frames = [tensor(davis_frame(), (96, 160)), tensor(carphone_frame(), (96, 160))]
+    alone = [ours(network, f, BLEND) for f in frames]
+    with ThreadPoolExecutor(2) as threads:
+        together = list(threads.map(lambda f: ours(network, f, BLEND), frames * 3))
+    for i, out in enumerate(together):
+        assert np.abs(out - alone[i % 2]).max() <= 1e-5
+    network.release()
+    assert np.abs(ours(network, frames[0], BLEND) - alone[0]).max() <= 1e-5
 
 
 def test_onnxruntime_takes_the_file_at_a_multiple_of_4_without_help(
