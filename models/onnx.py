@@ -902,7 +902,8 @@ def _resize(node: Node, ld: _Loader) -> Built:
             x = x.index_select(axis, torch.from_numpy(source).to(x.device))
         return x
 
-    return Built(nearest_resize, _first(node))
+    # (view: with a factor of 1 everywhere the broadcast copy is a view of the input)
+    return Built(nearest_resize, _first(node), view=True)
 
 
 NEAREST_COORDINATES = (

@@ -299,6 +299,10 @@ def test_values_read_twice_and_reshaped_views_are_not_overwritten() -> None:
     assert any(step.kernel is step.built.inplace for step in module.steps)
     for reference, ours in run_both(model, {"x": SIGNED}):
         assert np.abs(ours - reference).max() <= 1e-6
+    x = torch.from_numpy(SIGNED.copy())
+    with torch.no_grad():
+        module(x)
+    assert torch.equal(x, torch.from_numpy(SIGNED))  # the caller's tensor is left as it was
 
 
 def test_a_batch_pinned_to_one_follows_the_input() -> None:
