@@ -12,7 +12,8 @@ as the int8 TensorFlow Lite pair converted to ONNX, run by models.onnx:
 
 The files keep their int8 quantisation: each quantise/dequantise pair is emulated in floating
 point (see models.onnx). Both networks take NHWC input in 0..1 (their first quantiser maps
-0..1 onto int8 with scale 1/255) and the transform ends in a sigmoid, so its output is 0..1.
+0..1 onto int8 with scale 1/255) and the transform ends in a sigmoid, so its output is 0..1
+(in steps of 1/256: the file quantises the sigmoid too).
 The transform is fully convolutional: the file declares 384x384 but nothing in the graph
 depends on it (onnxruntime too runs it at any size once the declared input shape is freed).
 Its two stride-2 stages and two 2x nearest upsamplings give an output of 4 * ceil(size / 4)

@@ -17,10 +17,15 @@ between them commute with it); an operator that needs the integers themselves ge
 by exact rounding. `fake_quant=False` skips the rounding: the float network the file was
 quantised from, approximately, for speed comparisons.
 
-Two rewrites keep the run cheap without changing a single number: a Relu or Clip whose only
-reader is a QuantizeLinear that clamps at least as tightly is dropped, and element-wise steps
-overwrite their input when no later step reads it (fresh multi-megabyte buffers cost more on
-the CPU than the arithmetic).
+Rewrites that keep the run cheap without changing a number: a Relu or Clip whose only reader
+is a QuantizeLinear that clamps at least as tightly is dropped; element-wise steps overwrite
+their input when no later step reads it (fresh multi-megabyte buffers cost more on the CPU
+than the arithmetic); 2-D convolutions run on channels-last memory (their filters stored so
+once), which oneDNN and cuDNN run fastest.
+
+Adding an operator: a builder, registered under the operator's name with `@_register`, that
+reads the node's attributes and constant inputs once and returns a `Built` (the kernel, the
+values it reads at run time, and optionally an in-place form).
 
 The batch size is free: files often pin batch 1 in constant Reshape targets, and a leading 1
 there follows the input's batch whenever that is the only way the element counts agree. Spatial

@@ -20,7 +20,7 @@ Each network is checked twice:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -39,6 +39,16 @@ from models.weights import model_path
 DAVIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis-dev"
 STEP = 0.019878942519426346  # the style vector's quantisation step (the predictor's last QuantizeLinear)
 TOLERANCE = 1e-3  # float networks, on 0..1 outputs
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """These tests check numbers, not speed: on one thread they stay quick when the machine's
+    cores are shared (OpenMP's threads spin-wait for each other between the many small steps)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @functools.cache

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,16 @@ def davis(sequence: str = "lucia", frame: int = 40) -> np.ndarray:
     """A DAVIS 480p frame, RGB float32 [480, 854, 3] in 0..1."""
     with Image.open(DAVIS / "images" / sequence / f"{frame:05d}.jpg") as image:
         return np.asarray(image.convert("RGB"), np.float32) / 255.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """These tests check numbers, not speed: on one thread they stay quick when the machine's
+    cores are shared (OpenMP's threads spin-wait for each other between the many small steps)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def patch(h: int = 24, w: int = 32, top: int = 200, left: int = 300, batch: int = 1) -> np.ndarray:
