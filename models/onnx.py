@@ -447,6 +447,8 @@ def _quantize(node: Node, ld: _Loader) -> Built:
 
         # round(x / s) + zp, clamped, minus zp again: the integer offset cancels exactly. True
         # division, as onnxruntime's kernel does (a multiply by 1 / s can round differently).
+        # In float16, x / s near the top of the int8 range carries ~1/8 step of rounding: the
+        # quantiser then decides as well as the float16 convolution before it allows.
         def fake_quantize(v: list[torch.Tensor]) -> torch.Tensor:
             return torch.div(v[0], s).round_().clamp_(lo, hi).mul_(s)
 
