@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,8 +60,12 @@ RESIDUAL = tuple(Layer(f"res.{i}.{j}", 32, 32, 3, 1) for i in range(6) for j in 
 EXPAND = (Layer("expand.0", 32, 8, 3, 1), Layer("expand.1", 8, 4, 3, 1), Layer("expand.2", 4, 3, 9, 1))
 LAYERS = CONTRACT + RESIDUAL + EXPAND
 FIRST_RES, FIRST_EXPAND = len(CONTRACT), len(CONTRACT) + len(RESIDUAL)
-BAND_BYTES = 20 << 20  # convolution output per band on the CPU path, at most
-BAND_PIXELS = 1 << 17  # and pixels per band:
+# CPU path: a convolution's output is made in bands of rows of at most BAND_BYTES and
+# BAND_PIXELS pixels. The pixel bound is for precision: the float32 statistics kernel drifts
+# with the count (largest output error against float64 at 1080p: 3e-4 with 2^17 pixels, 7e-4
+# with 2^19, 5e-3 with whole frames; onnxruntime's own is 2e-4).
+BAND_BYTES = 20 << 20
+BAND_PIXELS = 1 << 17
 # Operators the export uses; a graph with others is some other network.
 KNOWN_OPS = {
     "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Mul", "Pad", "Pow",
@@ -70,12 +75,16 @@ KNOWN_OPS = {
 
 
 class MultiStyle(torch.nn.Module):
-    """forward(frames RGB [B, 3, H, W] in 0..1, weights [26] or [B, 26]) -> RGB [B, 3, H, W].
+    """forward(frames RGB [B, 3, H, W] in 0..1, weights [26] or [B, 26]) -> RGB [B, 3, H, W]
+    in 0..1, one weight row for all frames or one per frame.
 
-    A one-hot weight row is one style. The network was trained on one-hot rows only; convex
-    blends (non-negative, summing to 1) interpolate between styles, as in the paper. Rows are
-    used as given, not normalised: other sums scale every gamma and beta and leave the styles'
-    range."""
+    A one-hot row is one style. The network was trained one style at a time; blends are
+    meant to be convex (non-negative weights summing to 1), which interpolates between the
+    styles as in the paper. Rows are used as given, not normalised: weights summing to s
+    scale every gamma and beta by s, outside anything the network was trained on.
+
+    On the CPU in float32 a path arranged for speed runs (see _forward_cpu); elsewhere (CUDA,
+    float16) the network runs op by op, with the normalisation statistics in float32."""
 
     gamma: torch.Tensor  # [26, sum of channels], float32
     beta: torch.Tensor
@@ -139,6 +148,7 @@ class MultiStyle(torch.nn.Module):
         # stay float32 (from the originals, not a round trip through float16), on whatever
         # device the weights went to.
         gamma, beta = self.gamma, self.beta
+        self._derived = {}
         super()._apply(fn, recurse)
         self.gamma = gamma.to(self.gamma.device, torch.float32)
         self.beta = beta.to(self.beta.device, torch.float32)
@@ -183,23 +193,27 @@ class MultiStyle(torch.nn.Module):
     def _forward_cpu(self, frames: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """The same network arranged for the CPU, float32.
 
-        - Activations are channels-last: oneDNN's convolutions run 1.1-2x faster on it than
-          on NCHW at these channel counts (1 thread, 1080p).
+        - Activations are channels-last: oneDNN's convolutions run 1.1-2.2x faster on it
+          than on NCHW at these channel counts (1 thread, 1080p).
         - Every layer writes its normalised output straight into the reflection-padded input
-          buffer of the next layer, which is kept for the next call of the same geometry:
-          fresh tensors of this size cost more than the arithmetic on them (the kernel maps
-          and zeroes every page of a large allocation on first touch, ~0.75 ms per MB here,
-          3 s of a 1080p frame's 5 s when every step allocates).
-        - Convolutions run in bands of rows (BAND_BYTES of output each): the band's
-          statistics are taken while it is in cache, and the band is small enough for the
-          C library to recycle its memory instead of mapping fresh pages.
+          buffer of the next layer, and these buffers are kept for the next call of the same
+          geometry: fresh tensors this large cost more than the arithmetic on them (the
+          kernel maps and zeroes every page of a large allocation on first touch, ~0.75 ms
+          per MB here; op by op a 1080p frame takes 4.8 s on 1 thread, 1.9 s of it when no
+          page is mapped twice).
+        - Convolutions run in bands of rows (see BAND_BYTES): a band's statistics are taken
+          while it is in cache, and its memory is small enough for the C library to recycle
+          instead of mapping fresh pages.
         - The shift of the second norm in each residual block is dropped: a per-channel
           constant added to the residual stream reaches only convolutions followed by
           instance norms (which subtract it again), so the output is the same.
+        - The last layer (9x9, 4 -> 3 channels) runs as a 5x5 convolution over a
+          space-to-depth copy of its input (see _fold_2x2).
         """
         b, _, height, width = frames.shape
         h, w = height + (-height % MULTIPLE), width + (-width % MULTIPLE)
         pool = self._pool.get((b, height, width))
+        pool.start()
 
         def padded(name: str, channels: int, rows: int, cols: int, pad: int) -> torch.Tensor:
             return pool.buffer(name, (b, channels, rows + 2 * pad, cols + 2 * pad))
@@ -224,6 +238,9 @@ class MultiStyle(torch.nn.Module):
             nxt = padded(LAYERS[i].name, LAYERS[i].c_out, *sizes[i], 1)
             run(x, i, _Sink("relu", _inner(nxt, 1)))
             _reflect(nxt, 1, 1, 1, 1)
+            # the buffers of later steps are cut from those of these layers' inputs (the
+            # input of contract.1 alone is a full-size 32-channel one): 43% less memory kept
+            pool.recycle(x)
             x = nxt
         stream, inner = x, padded("inner", 32, *sizes[2], 1)
         for i in range(FIRST_RES, FIRST_EXPAND, 2):
@@ -266,7 +283,7 @@ class MultiStyle(torch.nn.Module):
 
     def release(self) -> None:
         """Frees the CPU path's working buffers (kept per thread for the next call of the
-        same frame size: about 600 MB at 1920 x 1080)."""
+        same frame size: 342 MB at 1920 x 1080, 43 MB at 512 x 512)."""
         self._pool = _Pool()
 
     @property
@@ -335,14 +352,37 @@ class _Sink(NamedTuple):
     target: torch.Tensor
 
 
+@dataclass
+class _Region:
+    flat: torch.Tensor  # float32 memory of a dead buffer
+    used: int = 0  # floats of it handed out
+
+
 class _Buffers:
-    """One thread's working buffers for one geometry, by name."""
+    """One thread's working buffers for one geometry, by name (channels-last float32). Once
+    buffers are recycled, later requests in the same call are cut from their memory while
+    it lasts (the same cuts every call: the sequence of requests is fixed)."""
 
     def __init__(self, key: tuple[int, ...]) -> None:
         self.key = key
         self.tensors: dict[str, torch.Tensor] = {}
+        self.spare: list[_Region] = []
+
+    def start(self) -> None:
+        self.spare = []
+
+    def recycle(self, t: torch.Tensor) -> None:
+        """t (a buffer from here) is dead for the rest of this call."""
+        self.spare.append(_Region(t.permute(0, 2, 3, 1).reshape(-1)))
 
     def buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        b, c, h, w = shape
+        n = b * c * h * w
+        for region in self.spare:
+            start = region.used
+            if start + n <= region.flat.numel():
+                region.used = start - (-n // 16) * 16  # 64-byte aligned cuts
+                return region.flat[start : start + n].view(b, h, w, c).permute(0, 3, 1, 2)
         t = self.tensors.get(name)
         if t is None or tuple(t.shape) != shape:
             t = torch.empty(shape, dtype=torch.float32, memory_format=torch.channels_last)
@@ -392,8 +432,8 @@ def _fold_2x2(weight: torch.Tensor) -> torch.Tensor:
     space-to-depth input (see _space_to_depth): output channel (i * 2 + j) * O + o is output
     channel o at the pixels (2 r + i, 2 c + j), input channel (di * 2 + dj) * C + c is input
     channel c at (2 r + di, 2 c + dj); channels past 4 O are zero. For the last layer
-    (4 -> 3) oneDNN runs this 2.3x faster (51 vs 124 ms at 1080p, 2 threads) for 1.2x the
-    arithmetic: 16 channels each way instead of 4 and 3."""
+    (4 -> 3) oneDNN runs this 2.4x faster (51 vs 124 ms at 1080p, 2 threads) for 1.6x the
+    arithmetic: 16 channels each way suit its kernels, 4 and 3 do not."""
     o, c, k, _ = weight.shape
     taps = (k + 2) // 2  # 5 for k = 9
     # tap t of phase i, offset di is filter row 2 t + di - i: -1 .. k, so pad 1 each side
@@ -453,8 +493,11 @@ class _Moments:
         # channels-last (slow below 8 channels, which no layer here has). It pools the
         # batch, so one frame at a time.
         pairs = [torch.batch_norm_update_stats(y[i : i + 1], None, None, 0.0) for i in range(b)]
-        mean = torch.stack([m for m, _ in pairs]).double()
-        var = torch.stack([v for _, v in pairs]).double()
+        if b == 1:
+            mean, var = pairs[0][0][None].double(), pairs[0][1][None].double()
+        else:
+            mean = torch.stack([m for m, _ in pairs]).double()
+            var = torch.stack([v for _, v in pairs]).double()
         n = rows * cols
         if self.n == 0:
             self.n, self.mean, self.m2 = n, mean, var * n
