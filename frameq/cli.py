@@ -16,6 +16,7 @@ import click
 
 from frameq import distributed
 from frameq.checks import check_device, check_output_directory, check_outputs
+from frameq.options import job_options, style_choice
 from frameq.progress import ProgressBar, summary_line
 from frameq.servers import BROKER_ERRORS, DATABASE_ERRORS, broker_unreachable, database_unreachable, redact
 from orchestrator.background import parse_background
@@ -31,7 +32,7 @@ from workers.runtime import Runtime
 
 WITH_MATTE_HELP = (
     "Also write the people's matte beside each output (OUT.matte.mp4, or .png for an image); "
-    "recipes with a matte stage: bg-blur, bg-replace, cutout."
+    f"recipes with a matte stage: {', '.join(n for n, r in RECIPES.items() if r.has_stage(MATTE_STAGE))}."
 )
 
 
@@ -92,7 +93,7 @@ def main() -> None:
 @click.option("--preset", type=click.Choice(PRESETS), help="H.264 speed/size trade-off; default fast.")
 @click.option("--segment-s", type=float, help="Target segment length in seconds; default 2.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N; default auto.")
-@click.option("--background", help="bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file.")
+@job_options
 @click.option("--with-matte", is_flag=True, help=WITH_MATTE_HELP)
 def run(
     input_path: Path,
@@ -103,12 +104,19 @@ def run(
     segment_s: float | None,
     device: str | None,
     background: str | None,
+    style: str | None,
+    strength: float,
+    preserve_colour: bool,
+    style_size: int | None,
+    no_stabilise: bool,
     with_matte: bool,
 ) -> None:
     """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
     settings = Settings.from_env(crf=crf, preset=preset, segment_s=segment_s, device=device)
     check_device(settings, device)
     also = (MATTE_STAGE,) if with_matte else ()
+    painted = style_choice(style, strength, preserve_colour, style_size, no_stabilise)
+    backdrop = parse_background(background) if background else None
     pairs = _pairs(input_path, output, get_recipe(recipe).alpha, also)
     if input_path.is_dir():
         check_output_directory(output)
@@ -131,8 +139,9 @@ def run(
                 recipe,
                 dest.suffix,
                 batch_id=batch_id,
-                background=parse_background(background) if background else None,
+                background=backdrop,
                 also_outputs=also,
+                style=painted,
                 job_id=job_id,
             )
         with ProgressBar(runtime.repo, list(outputs), enabled=sys.stderr.isatty()):
@@ -212,6 +221,41 @@ def recipes() -> None:
     width = max(len(name) for name in RECIPES)
     for name, recipe in sorted(RECIPES.items()):
         click.echo(f"{name:<{width}}  {recipe.description}")
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def styles(ctx: click.Context) -> None:
+    """List the styles (`frameq styles preview` draws them all on one picture)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from orchestrator.styles import catalogue
+
+    click.echo(f"{'--style':<10}  {'name':<10}  source")
+    for ident, name, source in catalogue():
+        click.echo(f"{ident:<10}  {name or '-':<10}  {source}")
+    click.echo("any picture: --style PICTURE.jpg (Magenta arbitrary stylization, Apache-2.0)")
+    click.echo("a checkpoint: --style MODEL.pth (fast-neural-style TransformerNet state dict)")
+
+
+@styles.command("preview")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The sheet (PNG/JPEG).")
+@click.option("--tile", type=click.IntRange(64, 1024), default=256, show_default=True, help="Tile height.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N; default auto.")
+@click.option(
+    "--style", "extra", multiple=True, help="Also a picture's style or a .pth checkpoint (repeatable)."
+)
+def styles_preview(image: Path, output: Path, tile: int, device: str | None, extra: tuple[str, ...]) -> None:
+    """Draw every style on IMAGE, one labelled tile each, into one contact sheet."""
+    from frameq.preview import contact_sheet
+    from orchestrator.styles import parse_style
+
+    settings = Settings.from_env(device=device)
+    check_device(settings, device)
+    check_outputs([output])
+    written = contact_sheet(image, output, tile, settings.device, [parse_style(s) for s in extra])
+    click.echo(f"{written} styles -> {output}")
 
 
 @main.command()

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from frameq.checks import check_device, check_outputs
+from frameq.options import job_options, style_choice
 from frameq.servers import BROKER_ERRORS, broker_unreachable, check_broker, wait_for_database
 from orchestrator.background import parse_background
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
@@ -50,10 +51,20 @@ def _distributed() -> tuple[Settings, Runtime, CeleryDispatcher]:
 @click.option(
     "--format", "fmt", help="Output format (mp4, mov, mkv, webm, png, jpg, webp); default by input."
 )
-@click.option("--background", help="bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file.")
+@job_options
 @click.option("--with-matte", is_flag=True, help="Also keep the people's matte; `fetch` writes it too.")
 def submit(
-    input_path: Path, recipe: str, priority: str, fmt: str | None, background: str | None, with_matte: bool
+    input_path: Path,
+    recipe: str,
+    priority: str,
+    fmt: str | None,
+    background: str | None,
+    style: str | None,
+    strength: float,
+    preserve_colour: bool,
+    style_size: int | None,
+    no_stabilise: bool,
+    with_matte: bool,
 ) -> None:
     """Upload INPUT to the store, record its job and queue it; print the job id at once."""
     settings, runtime, dispatcher = _distributed()
@@ -70,6 +81,7 @@ def submit(
         priority=PRIORITIES[priority],
         background=parse_background(background) if background else None,
         also_outputs=(MATTE_STAGE,) if with_matte else (),
+        style=style_choice(style, strength, preserve_colour, style_size, no_stabilise),
     )
     if job.state == JobState.FAILED:
         click.echo(f"error: {job.error}", err=True)

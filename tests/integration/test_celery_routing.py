@@ -82,8 +82,8 @@ def test_a_worker_keeps_one_ready_task_of_its_queues_only_while_nobody_waits(
         from orchestrator.schema import Task
 
         s.get_one(Task, matte).queue, s.get_one(Task, style).queue = "matte", "style"
-        s.get_one(Task, matte).name, s.get_one(Task, style).name = "matte.person", "style.cartoon"
-        s.get_one(Task, other).queue, s.get_one(Task, other).name = "style", "style.cartoon"
+        s.get_one(Task, matte).name, s.get_one(Task, style).name = "matte.person", "style.frames"
+        s.get_one(Task, other).queue, s.get_one(Task, other).name = "style", "style.frames"
     # Nothing waits: the matte worker keeps the matte task, the others go to the broker
     assert dispatcher.send_all_but_one([matte, style, other], {"matte"}) == matte
     assert dispatcher.queue_depths(["matte", "style"]) == {"matte": 0, "style": 2}
@@ -91,6 +91,6 @@ def test_a_worker_keeps_one_ready_task_of_its_queues_only_while_nobody_waits(
     # Something waits in a queue it serves: it keeps nothing, so it takes nobody's turn
     (late,) = add_job(sessions, "k", ["ready"])
     with sessions.begin() as s:
-        s.get_one(Task, late).queue, s.get_one(Task, late).name = "style", "style.cartoon"
+        s.get_one(Task, late).queue, s.get_one(Task, late).name = "style", "style.frames"
     assert dispatcher.send_all_but_one([late], {"matte", "style"}) is None
     assert dispatcher.queue_depths(["style"]) == {"style": 3}

@@ -33,4 +33,4 @@ def test_a_task_failed_by_the_reaper_has_finished(sessions: sessionmaker[Session
     assert tasks[waiting].state == TaskState.CANCELLED and tasks[waiting].finished_at is not None
     job = repo.get_job("job1")
     assert job.state == JobState.FAILED and job.finished_at is not None
-    assert job.error == "style.cartoon lost its worker 1 times"
+    assert job.error == "style.frames lost its worker 1 times"

@@ -43,7 +43,7 @@ def test_expand_makes_stage_tasks_per_segment_and_one_assemble() -> None:
     recipe = Recipe(
         "two-step",
         "test",
-        (Stage("a", "style.cartoon"), Stage("b", "style.cartoon", needs=("a",))),
+        (Stage("a", "style.frames"), Stage("b", "style.frames", needs=("a",))),
         output="b",
     )
     specs = expand(
@@ -97,14 +97,14 @@ def test_a_stage_asked_for_as_well_is_assembled_too() -> None:
 
 def test_recipe_validation() -> None:
     with pytest.raises(RecipeError, match="not an earlier stage"):
-        Recipe("bad", "", (Stage("a", "style.cartoon", needs=("b",)), Stage("b", "style.cartoon")), "b")
+        Recipe("bad", "", (Stage("a", "style.frames", needs=("b",)), Stage("b", "style.frames")), "b")
     with pytest.raises(RecipeError, match="unknown task type"):
         Recipe("bad", "", (Stage("a", "style.nope"),), "a")
     with pytest.raises(RecipeError, match="output stage"):
-        Recipe("bad", "", (Stage("a", "style.cartoon"),), "z")
+        Recipe("bad", "", (Stage("a", "style.frames"),), "z")
     with pytest.raises(RecipeError, match="taken"):
-        Recipe("bad", "", (Stage("assemble", "style.cartoon"),), "assemble")
+        Recipe("bad", "", (Stage("assemble", "style.frames"),), "assemble")
     with pytest.raises(RecipeError, match="feed nothing"):  # two ends: only one may be the output
-        Recipe("bad", "", (Stage("a", "style.cartoon"), Stage("b", "style.cartoon")), "b")
+        Recipe("bad", "", (Stage("a", "style.frames"), Stage("b", "style.frames")), "b")
     with pytest.raises(RecipeError, match="unknown recipe 'nope'"):
         get_recipe("nope")

@@ -1,7 +1,9 @@
-"""composite.*: a frame combined with its person matte (the stage's first input)."""
+"""composite.*: a frame combined with its person matte (the stage's first input) and, for the
+styled composites, the styled frames (its second)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from functools import cache
 
@@ -9,7 +11,11 @@ import numpy as np
 import torch
 
 from models.composite import blur_background
+from models.composite import double_exposure as double_exposure_op
+from models.composite import styled_background as styled_background_op
+from models.composite import styled_people as styled_people_op
 from models.device import pick_device, to_tensor, to_uint8
+from models.posterise import stencil as stencil_op
 from workers.frames import Batch, map_frames
 from workers.media.background import Background
 from workers.runtime import Result, TaskContext
@@ -44,23 +50,94 @@ def cutout(ctx: TaskContext) -> Result:
 def bg_replace(ctx: TaskContext) -> Result:
     """People over a colour, an image, or a video (looped, by each frame's own time)."""
     device = _device(ctx.settings.device)
-    spec = ctx.params.background
-    if spec is None:
-        raise ValueError(f"job {ctx.job.id}: bg-replace without a background")
-    rotation = ctx.job.media.get("rotation", 0)  # images are read upright: none
     with ExitStack() as stack:
-        path = stack.enter_context(ctx.store.reading(spec["key"])) if "key" in spec else None
-        fitted: list[Background] = []  # made on the first batch, to the frames' own size
+        backdrop = _backdrop(ctx, stack)
 
         @torch.inference_mode()
         def fn(batch: Batch) -> list:
             (mattes,) = batch.inputs
-            if not fitted:
-                height, width = batch.source[0].shape[:2]
-                fitted.append(Background(spec, path, height, width, rotation))
             alpha = to_tensor(mattes, device)
             fg = to_tensor(batch.source, device)
-            bg = to_tensor([fitted[0].at(t) for t in batch.times_s], device)
+            bg = to_tensor(backdrop(batch), device)
             return to_uint8(alpha * fg + (1 - alpha) * bg)
+
+        return map_frames(ctx, fn)
+
+
+def _backdrop(ctx: TaskContext, stack: ExitStack) -> Callable[[Batch], list[np.ndarray]]:
+    """The job's --background as frames for a batch: by each frame's own time, fitted to the
+    frames' size and stored orientation (made on the first batch, when the size is known)."""
+    spec = ctx.params.background
+    if spec is None:
+        raise ValueError(f"job {ctx.job.id}: {ctx.job.recipe} without a background")
+    rotation = ctx.job.media.get("rotation", 0)  # images are read upright: none
+    path = stack.enter_context(ctx.store.reading(spec["key"])) if "key" in spec else None
+    fitted: list[Background] = []
+
+    def frames(batch: Batch) -> list[np.ndarray]:
+        if not fitted:
+            height, width = batch.source[0].shape[:2]
+            fitted.append(Background(spec, path, height, width, rotation))
+        return [fitted[0].at(t) for t in batch.times_s]
+
+    return frames
+
+
+def styled_people(ctx: TaskContext) -> Result:
+    """portrait-style: the styled people over the original frame."""
+    return _with_styled(ctx, styled_people_op)
+
+
+def styled_background(ctx: TaskContext) -> Result:
+    """style-background: the original people over the styled frame."""
+    return _with_styled(ctx, styled_background_op)
+
+
+Composite = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _with_styled(ctx: TaskContext, op: Composite) -> Result:
+    """Source, matte and styled frames into `op(frames, styled, alpha)`."""
+    device = _device(ctx.settings.device)
+
+    @torch.inference_mode()
+    def fn(batch: Batch) -> list:
+        mattes, styled = batch.inputs
+        frames, alpha = to_tensor(batch.source, device), to_tensor(mattes, device)
+        return to_uint8(op(frames, to_tensor(styled, device), alpha))
+
+    return map_frames(ctx, fn)
+
+
+def stencil(ctx: TaskContext) -> Result:
+    """The people as flat tones on paper, or on the --background colour."""
+    device = _device(ctx.settings.device)
+    spec = ctx.params.background or {}
+
+    @torch.inference_mode()
+    def fn(batch: Batch) -> list:
+        (mattes,) = batch.inputs
+        frames, alpha = to_tensor(batch.source, device), to_tensor(mattes, device)
+        if "colour" in spec:
+            r, g, b = (c / 255 for c in spec["colour"])
+            out = stencil_op(frames, alpha, paper=(r, g, b), texture=False)
+        else:
+            out = stencil_op(frames, alpha)
+        return to_uint8(out)
+
+    return map_frames(ctx, fn)
+
+
+def double_exposure(ctx: TaskContext) -> Result:
+    """The people's silhouette filled with the --background image or video (looped)."""
+    device = _device(ctx.settings.device)
+    with ExitStack() as stack:
+        second = _backdrop(ctx, stack)
+
+        @torch.inference_mode()
+        def fn(batch: Batch) -> list:
+            (mattes,) = batch.inputs
+            frames, alpha = to_tensor(batch.source, device), to_tensor(mattes, device)
+            return to_uint8(double_exposure_op(frames, to_tensor(second(batch), device), alpha))
 
         return map_frames(ctx, fn)

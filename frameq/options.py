@@ -1,0 +1,63 @@
+"""Options that `frameq run` and `frameq submit` share: what the recipe paints with and over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE, StyleChoice, parse_style
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BACKGROUND_HELP = (
+    "bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file; "
+    "double-exposure: the image or video inside the silhouette; stencil: the paper's colour."
+)
+STYLE_HELP = (
+    "What style, portrait-style and style-background paint with: an index 0..25 or a blend "
+    "(3:0.5,12:0.5) of the pretrained styles, a built-in (cartoon, pencil, posterise, "
+    "painterly), a picture to take the style of, or a TransformerNet .pth checkpoint; "
+    "`frameq styles` lists them."
+)
+
+
+def job_options(command: F) -> F:
+    """Add --background and the style options to a command (innermost first)."""
+    options = [
+        click.option("--background", help=BACKGROUND_HELP),
+        click.option("--style", help=STYLE_HELP),
+        click.option(
+            "--strength",
+            type=click.FloatRange(0.0, 1.0),
+            default=DEFAULT_STRENGTH,
+            show_default=True,
+            help="How much of the style: 0 is the original, 1 fully styled.",
+        ),
+        click.option("--preserve-colour", is_flag=True, help="Styled brightness, the original's colours."),
+        click.option(
+            "--style-size",
+            type=click.IntRange(MIN_SIZE, MAX_SIZE),
+            help="Short side the style runs at (bigger: finer strokes, slower); default 720, "
+            "384 for a picture's style, the frame's own for built-ins.",
+        ),
+        click.option(
+            "--no-stabilise", is_flag=True, help="Video: style each frame on its own (faster, flickers)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def style_choice(
+    style: str | None, strength: float, preserve_colour: bool, style_size: int | None, no_stabilise: bool
+) -> StyleChoice:
+    return StyleChoice(
+        style=parse_style(style) if style else None,
+        strength=strength,
+        preserve_colour=preserve_colour,
+        size=style_size,
+        stabilise=not no_stabilise,
+    )
