@@ -9,6 +9,12 @@ in the machine's load hits both alike), their ratio (torch / onnxruntime) and th
 difference between their outputs. Frames are carphone frame 30 resized (bicubic). Each
 entry is a name and two callables taking the same frame batch, one for each runtime; a
 further network is one more entry.
+
+On a machine shared with other work the figures say more about the scheduler than about
+the code: at the end of every operator torch's OpenMP threads wait for each other (spinning,
+by default), onnxruntime's own pool much less so, and a thread of either that the kernel has
+set aside holds the others up. `chrt -f 10 python bench/style_speed.py` (root) keeps other
+processes off the cores while it runs; the load average printed says how busy they were.
 """
 
 from __future__ import annotations
