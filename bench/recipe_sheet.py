@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--style", default="19")
     parser.add_argument(
-        "--frames", default="lucia:30,swing:20,hockey:40,breakdance-flare:12", help="DAVIS seq:frame,..."
+        "--frames", default="lucia:28,swing:20,hockey:40,breakdance-flare:12", help="DAVIS seq:frame,..."
     )
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def styled_people(frames: torch.Tensor, styled: torch.Tensor, alpha: torch.Tenso
     with the styled background, and many styles draw a dark stroke on every strong edge, the
     silhouette included. Used as is under the matte's soft edge, that shows as a halo or a dark
     fringe on the original background. So the people's colours in the edge band are taken from
-    inside the person instead (`_pulled_in`); the matte's soft edge itself is kept as it is.
+    a little inside the person instead (`_pulled_in`); the matte's soft edge is kept as it is.
     """
     people = _pulled_in(styled, alpha)
     return alpha * people + (1 - alpha) * frames
@@ -49,10 +49,13 @@ def styled_background(frames: torch.Tensor, styled: torch.Tensor, alpha: torch.T
     return alpha * frames + (1 - alpha) * background
 
 
-# How deep inside the matte the carried colours come from, as shares of the short side
-# (at 1080p: 5, 11 and 22 px): deepest where the person is wide enough, shallower in thin parts.
-REACHES = (0.005, 0.01, 0.02)
-KEEP_REACH = 0.01  # the styled image itself is kept from this deep in: its texture, not a mean
+# How deep inside the matte the carried colours come from, as shares of the short side (at
+# 1080p: 3 and 6 px): the deeper where the person is wide enough, the shallower in thin parts.
+# Deeper reaches (tried up to 2 %, 22 px) clean a synthetic stroke better but, on real mattes,
+# whose soft edge is several pixels wide, they paint a flat glow of the person's mean colour
+# around them and smooth away the style's texture near the outline (bench/recipe_sheet.py).
+REACHES = (0.003, 0.006)
+KEEP_REACH = 0.003  # the styled image itself is kept from this deep in: its texture, not a mean
 
 
 def _pulled_in(

@@ -14,7 +14,7 @@ from typing import Any
 from orchestrator.errors import RecipeError
 from orchestrator.tasktypes import task_type
 
-DEFAULT_STYLE = "19"  # of the 26 pretrained styles: a painterly one that keeps faces readable
+DEFAULT_STYLE = "19"  # of the 26 pretrained styles: swirling blue and yellow brushwork
 
 PLAN_STAGE = "plan"
 ASSEMBLE_STAGE = "assemble"
