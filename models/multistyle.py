@@ -209,8 +209,10 @@ class MultiStyle(torch.nn.Module):
         - The shift of the second norm in each residual block is dropped: a per-channel
           constant added to the residual stream reaches only convolutions followed by
           instance norms (which subtract it again), so the output is the same.
-        - The last layer (9x9, 4 -> 3 channels) runs as a 5x5 convolution over a
-          space-to-depth copy of its input (see _fold_2x2).
+        - The last two layers run on half-size pixel grids, the full-size images kept
+          space-to-depth: expand.1 on expand.0's output before upsampling (see
+          _phase_filters), the last layer (9x9, 4 -> 3 channels) as a 5x5 convolution (see
+          _fold_2x2).
         """
         b, _, height, width = frames.shape
         h, w = height + (-height % MULTIPLE), width + (-width % MULTIPLE)
@@ -220,16 +222,10 @@ class MultiStyle(torch.nn.Module):
         def padded(name: str, channels: int, rows: int, cols: int, pad: int) -> torch.Tensor:
             return pool.buffer(name, (b, channels, rows + 2 * pad, cols + 2 * pad))
 
-        def run(src: torch.Tensor, index: int, sink: _Sink) -> None:
-            _conv_norm(
-                src,
-                self._cpu_weight(index),
-                LAYERS[index],
-                gamma[:, self.slices[index]],
-                beta[:, self.slices[index]],
-                sink,
-                pool,
-            )
+        def run(src: torch.Tensor, index: int, sink: _Sink, phases: int = 1) -> None:
+            weight = self._cpu_weight(index)
+            layer, g, bt = LAYERS[index], gamma[:, self.slices[index]], beta[:, self.slices[index]]
+            _conv_norm(src, weight, layer, g, bt, sink, pool, phases)
 
         x = padded("input", 3, h, w, 4)
         x[:, :, 4 : 4 + height, 4 : 4 + width].copy_(frames)
@@ -253,16 +249,17 @@ class MultiStyle(torch.nn.Module):
         up0 = padded("expand.0", 32, *sizes[1], 1)
         _upsample_into(_inner(up0, 1), _inner(stream, 1))
         _reflect(up0, 1, 1, 1, 1)
-        up1 = padded("expand.1", 8, *sizes[0], 1)
-        run(up0, FIRST_EXPAND, _Sink("relu_up", _inner(up1, 1)))
-        _reflect(up1, 1, 1, 1, 1)
-        last = padded("expand.2", 4, *sizes[0], 4)
-        run(up1, FIRST_EXPAND + 1, _Sink("relu", _inner(last, 4)))
-        _reflect(last, 4, 4, 4, 4)
-        folded = pool.buffer("expand.2 folded", (b, 16, h // 2 + 4, w // 2 + 4))
-        _space_to_depth(folded, last)
+        # expand.1 sees expand.0's output upsampled; it runs at half size instead (see
+        # _phase_filters), on that output edge-padded, and gives the full-size output
+        # space-to-depth, the form the last layer takes (see _fold_2x2), in place
+        low = padded("expand.1", 8, *sizes[1], 1)
+        run(up0, FIRST_EXPAND, _Sink("relu", _inner(low, 1)))
+        _replicate(low, 1)
+        folded = padded("expand.2", 16, *sizes[1], 2)  # 4 full-size pixels of reflection
+        run(low, FIRST_EXPAND + 1, _Sink("relu", _inner(folded, 2)), phases=4)
+        _reflect_folded(folded, 2)
         out = torch.empty(b, 3, height, width, dtype=torch.float32)
-        run(folded, FIRST_EXPAND + 2, _Sink("sigmoid_2x2", out))
+        run(folded, FIRST_EXPAND + 2, _Sink("sigmoid_2x2", out), phases=4)
         return out
 
     def _cpu_weight(self, index: int) -> torch.Tensor:
@@ -274,9 +271,7 @@ class MultiStyle(torch.nn.Module):
         if cached is not None and cached[0] == stamp:
             return cached[1]
         if index == FIRST_EXPAND + 1:
-            # 8 -> 4 channels runs slower than 8 -> 8 in oneDNN (62 vs 32 ms at 1080p, 1
-            # thread): four zero filters are computed and ignored.
-            weight = torch.cat([weight, weight.new_zeros(weight.shape)])
+            weight = _phase_filters(weight)
         elif index == FIRST_EXPAND + 2:
             weight = _fold_2x2(weight)
         derived = weight.contiguous(memory_format=torch.channels_last)
@@ -346,9 +341,8 @@ def _check_node(path: Path, node: onnx.NodeProto) -> None:
 
 class _Sink(NamedTuple):
     """Where a CPU-path layer puts its normalised output, by output rows: "relu" (into the
-    next layer's padded buffer), "relu_up" (the same, 2x upsampled), "add" (scaled onto the
-    residual stream, no shift), "sigmoid_2x2" (the output, cropped, from the folded last
-    layer: see _fold_2x2)."""
+    next layer's padded buffer), "add" (scaled onto the residual stream, no shift),
+    "sigmoid_2x2" (the output, cropped, from the folded last layer: see _fold_2x2)."""
 
     kind: str
     target: torch.Tensor
@@ -431,7 +425,7 @@ def _upsample_into(dst: torch.Tensor, src: torch.Tensor) -> None:
 
 def _fold_2x2(weight: torch.Tensor) -> torch.Tensor:
     """A 9 x 9 filter bank [O, C, 9, 9] (stride 1) as a 5 x 5 one [16, 4 C, 5, 5] over the
-    space-to-depth input (see _space_to_depth): output channel (i * 2 + j) * O + o is output
+    space-to-depth input: output channel (i * 2 + j) * O + o is output
     channel o at the pixels (2 r + i, 2 c + j), input channel (di * 2 + dj) * C + c is input
     channel c at (2 r + di, 2 c + dj); channels past 4 O are zero. For the last layer
     (4 -> 3) oneDNN runs this 2.4x faster (51 vs 124 ms at 1080p, 2 threads) for 1.6x the
@@ -448,15 +442,57 @@ def _fold_2x2(weight: torch.Tensor) -> torch.Tensor:
     return torch.cat([folded, folded.new_zeros(16 - 4 * o, 4 * c, taps, taps)])
 
 
-def _space_to_depth(dst: torch.Tensor, src: torch.Tensor) -> None:
-    """src [B, C, 2h, 2w] into dst [B, 4 C, h, w], both channels-last: dst channel
-    (di * 2 + dj) * C + c at (r, q) is src channel c at (2 r + di, 2 q + dj)."""
-    b, c, rows, cols = src.shape
-    h, w = rows // 2, cols // 2
-    # channels-last memory: src is [B, h, di, w, dj, C], dst [B, h, w, di, dj, C]
-    dst.permute(0, 2, 3, 1).view(b, h, w, 2, 2, c).copy_(
-        src.permute(0, 2, 3, 1).view(b, h, 2, w, 2, c).permute(0, 1, 3, 2, 4, 5)
-    )
+def _phase_filters(weight: torch.Tensor) -> torch.Tensor:
+    """A 3 x 3 filter bank [O, C, 3, 3] that runs on a 2x nearest-upsampled, reflection-
+    padded image, as one [4 O, C, 3, 3] that runs on the image itself, edge-padded, and gives
+    the output space-to-depth (channel (i * 2 + j) * O + o: channel o at the pixels
+    (2 r + i, 2 c + j)). Upsampled by 2, the taps of the three filter rows fall on two image
+    rows: r - 1, r, r for even output rows, r, r, r + 1 for odd ones (and likewise columns),
+    and the reflection of an upsampled image is the upsampling of the edge-padded one. For
+    expand.1 (8 -> 4) this is a quarter of the pixels for four times the channels, and
+    nothing upsampled is ever written."""
+    merge = weight.new_tensor(
+        [
+            [[1, 0, 0], [0, 1, 1], [0, 0, 0]],  # even: tap r - 1 <- row 0, tap r <- rows 1, 2
+            [[0, 0, 0], [1, 1, 0], [0, 0, 1]],  # odd: tap r <- rows 0, 1, tap r + 1 <- row 2
+        ]
+    )  # [phase, tap, filter row]
+    o, c = weight.shape[:2]
+    return torch.einsum("itu,ocuv,jsv->ijocts", merge, weight, merge).reshape(4 * o, c, 3, 3)
+
+
+def _replicate(x: torch.Tensor, pad: int) -> None:
+    """Fills the borders (pad wide) of x [B, C, H, W] with copies of the nearest inside row
+    or column."""
+    rows, cols = x.shape[-2:]
+    for i in range(pad):
+        x[:, :, i].copy_(x[:, :, pad])
+        x[:, :, rows - 1 - i].copy_(x[:, :, rows - 1 - pad])
+    for i in range(pad):
+        x[:, :, :, i].copy_(x[:, :, :, pad])
+        x[:, :, :, cols - 1 - i].copy_(x[:, :, :, cols - 1 - pad])
+
+
+def _reflect_folded(x: torch.Tensor, pad: int) -> None:
+    """Reflection padding of a full-size image kept space-to-depth in x [B, 4 C, H, W]
+    (channel (di * 2 + dj) * C + c is pixel (2 r + di, 2 q + dj) of channel c): fills its
+    2 * pad outer full-size rows and columns on each side from the inside, rows first."""
+    rows, cols = 2 * x.shape[2], 2 * x.shape[3]
+    split = x.unflatten(1, (2, 2, x.shape[1] // 4))  # [B, di, dj, C, H, W]
+
+    def row(y: int) -> torch.Tensor:
+        return split[:, y % 2, :, :, y // 2]
+
+    def col(y: int) -> torch.Tensor:
+        return split[:, :, y % 2, :, :, y // 2]
+
+    p = 2 * pad
+    for i in range(1, p + 1):
+        row(p - i).copy_(row(p + i))
+        row(rows - 1 - p + i).copy_(row(rows - 1 - p - i))
+    for i in range(1, p + 1):
+        col(p - i).copy_(col(p + i))
+        col(cols - 1 - p + i).copy_(col(cols - 1 - p - i))
 
 
 def _reflect(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
@@ -534,13 +570,15 @@ def _conv_norm(
     beta: torch.Tensor,
     sink: _Sink,
     pool: _Buffers,
+    phases: int = 1,
 ) -> None:
     """conv(src) (src already padded), instance-normalised with the per-frame gamma, beta
-    [B, C], into `sink`. Bands of output rows: conv and statistics band by band, then the
-    normalisation band by band from where the raw bands were kept."""
+    [B, C], into `sink`. With phases = 4 the convolution gives the output space-to-depth:
+    channel p * C + o is channel o at the pixels of phase p (see _fold_2x2). Bands of output
+    rows: conv and statistics band by band, then the normalisation band by band from where
+    the raw bands were kept."""
     b, _, rows_in, cols_in = src.shape
     k, s = weight.shape[-1], layer.stride
-    phases = 4 if sink.kind == "sigmoid_2x2" else 1
     c = layer.c_out * phases  # channels of the convolution's output that are used
     rows, cols = (rows_in - k) // s + 1, (cols_in - k) // s + 1
     per_band = max(1, min(BAND_BYTES // (b * weight.shape[0] * cols * 4), BAND_PIXELS // cols))
@@ -558,14 +596,13 @@ def _conv_norm(
             moments.add(y)  # all of the convolution's channels: 8 take the faster kernel
             raw[:, :, r0:r1].copy_(y[:, :c])
     scale, shift = moments.scale_shift(gamma, beta, layer.c_out, phases)
+    if sink.kind != "sigmoid_2x2":  # one scale per channel of each phase
+        scale, shift = scale.repeat(1, phases, 1, 1), shift.repeat(1, phases, 1, 1)
     for r0, r1 in bands:
         y = raw[:, :, r0:r1]
         if sink.kind == "relu":
             out = sink.target[:, :, r0:r1]
             torch.addcmul(shift, y, scale, out=out).relu_()
-        elif sink.kind == "relu_up":  # normalised in place at the low resolution, then upsampled
-            torch.addcmul(shift, y, scale, out=y).relu_()
-            _upsample_into(sink.target[:, :, 2 * r0 : 2 * r1], y)
         elif sink.kind == "add":
             out = sink.target[:, :, r0:r1]
             torch.addcmul(out, y, scale, out=out)
