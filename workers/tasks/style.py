@@ -10,16 +10,12 @@ import torch
 
 from models import styles
 from models.device import pick_device, to_tensor, to_uint8
-from models.temporal import Stabiliser
+from models.temporal import WARMUP_FRAMES, Stabiliser
 from orchestrator.errors import InputError
 from orchestrator.styles import DEFAULT_SIZES
 from workers.frames import Batch, map_frames
 from workers.media.images import read_rgb
 from workers.runtime import Result, TaskContext
-
-# Frames of the previous segment styled first, outputs dropped, so that the stabiliser's state
-# where a segment starts is close to what one unsplit pass would carry (bench/flicker.py).
-WARMUP_FRAMES = 8
 
 
 @cache
@@ -39,6 +35,8 @@ def frames(ctx: TaskContext) -> Result:
             styled = stabiliser(batch.source, styled)
         return to_uint8(styled)
 
+    # The previous segment's last frames go through first (outputs dropped), so the stabiliser's
+    # state where this segment starts is close to what one unsplit pass would carry.
     return map_frames(ctx, fn, warmup=WARMUP_FRAMES if stabiliser is not None else 0)
 
 
