@@ -266,7 +266,9 @@ class MultiStyle(torch.nn.Module):
         """The layer's filters as the CPU path runs them, channels-last; derived once per
         version of the weights."""
         weight = getattr(self, _key(LAYERS[index]))
-        stamp = (weight.data_ptr(), weight._version)
+        # tensors made under inference_mode have no version counter (and cannot be changed
+        # in place outside it)
+        stamp = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)
         cached = self._derived.get(index)
         if cached is not None and cached[0] == stamp:
             return cached[1]

@@ -144,6 +144,23 @@ def test_op_by_op_path_matches_onnxruntime(session: ort.InferenceSession) -> Non
     assert np.abs(ours(network, x, BLEND) - reference(session, x, BLEND)).max() <= TOLERANCE
 
 
+def test_weights_changed_in_place_are_used(network: MultiStyle) -> None:
+    """The CPU path's rearranged filters follow the weights (here: loaded under
+    inference_mode, then mirrored in place)."""
+    x = tensor(carphone_frame(), (64, 96))
+    with torch.inference_mode():
+        moved = MultiStyle.load(model_path("multistyle26.onnx")).to("cpu", torch.float32)
+        before = moved(x, torch.from_numpy(BLEND))
+    assert np.abs(before.numpy() - ours(network, x, BLEND)).max() <= 1e-5
+    edited = MultiStyle.load(model_path("multistyle26.onnx"))
+    edited(x, torch.from_numpy(BLEND))
+    with torch.no_grad():
+        weight = edited.get_buffer("w_expand_2")  # the last layer: its filters are rearranged
+        weight.copy_(weight.flip(-1))
+    after = ours(edited, x, BLEND)
+    assert np.abs(after - ours(network, x, BLEND)).max() > 0.01
+
+
 def test_threads_keep_their_own_buffers(network: MultiStyle) -> None:
     frames = [tensor(davis_frame(), (96, 160)), tensor(carphone_frame(), (96, 160))]
     alone = [ours(network, f, BLEND) for f in frames]
