@@ -258,8 +258,10 @@ class MultiStyle(torch.nn.Module):
         folded = padded("expand.2", 16, *sizes[1], 2)  # 4 full-size pixels of reflection
         run(low, FIRST_EXPAND + 1, _Sink("relu", _inner(folded, 2)), phases=4)
         _reflect_folded(folded, 2)
-        out = torch.empty(b, 3, height, width, dtype=torch.float32)
+        out = torch.empty(b, 3, h, w, dtype=torch.float32)
         run(folded, FIRST_EXPAND + 2, _Sink("sigmoid_2x2", out), phases=4)
+        if (h, w) != (height, width):
+            out = out[:, :, :height, :width].contiguous()
         return out
 
     def _cpu_weight(self, index: int) -> torch.Tensor:
@@ -344,7 +346,7 @@ def _check_node(path: Path, node: onnx.NodeProto) -> None:
 class _Sink(NamedTuple):
     """Where a CPU-path layer puts its normalised output, by output rows: "relu" (into the
     next layer's padded buffer), "add" (scaled onto the residual stream, no shift),
-    "sigmoid_2x2" (the output, cropped, from the folded last layer: see _fold_2x2)."""
+    "sigmoid_2x2" (the output, NCHW, from the last layer's space-to-depth output)."""
 
     kind: str
     target: torch.Tensor
@@ -461,6 +463,16 @@ def _phase_filters(weight: torch.Tensor) -> torch.Tensor:
     )  # [phase, tap, filter row]
     o, c = weight.shape[:2]
     return torch.einsum("itu,ocuv,jsv->ijocts", merge, weight, merge).reshape(4 * o, c, 3, 3)
+
+
+def _depth_to_space(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """src [B, 4 C, h, w] (channel (i * 2 + j) * C + c: pixel (2 r + i, 2 q + j) of channel
+    c) into dst [B, C, 2h, 2w]. One copy of the whole band (half the time of a strided
+    write per phase at 1080p)."""
+    c4, h, w = src.shape[1:]
+    dst.unflatten(3, (w, 2)).unflatten(2, (h, 2)).copy_(  # [B, C, h, i, w, j]
+        src.unflatten(1, (2, 2, c4 // 4)).permute(0, 3, 4, 1, 5, 2)
+    )
 
 
 def _replicate(x: torch.Tensor, pad: int) -> None:
@@ -598,7 +610,7 @@ def _conv_norm(
             moments.add(y)  # all of the convolution's channels: 8 take the faster kernel
             raw[:, :, r0:r1].copy_(y[:, :c])
     scale, shift = moments.scale_shift(gamma, beta, layer.c_out, phases)
-    if sink.kind != "sigmoid_2x2":  # one scale per channel of each phase
+    if phases > 1:  # the same for every phase of a channel
         scale, shift = scale.repeat(1, phases, 1, 1), shift.repeat(1, phases, 1, 1)
     for r0, r1 in bands:
         y = raw[:, :, r0:r1]
@@ -608,10 +620,6 @@ def _conv_norm(
         elif sink.kind == "add":
             out = sink.target[:, :, r0:r1]
             torch.addcmul(out, y, scale, out=out)
-        else:  # "sigmoid_2x2": the output, unfolded and cropped to the frame
-            height = sink.target.shape[2]
-            for phase in range(4):
-                i, j = divmod(phase, 2)  # the output pixel (2 row + i, 2 col + j)
-                out = sink.target[:, :, 2 * r0 + i : min(2 * r1, height) : 2, j::2]
-                part = y[:, 3 * phase : 3 * phase + 3, : out.shape[2], : out.shape[3]]
-                torch.addcmul(shift, part, scale, out=out).sigmoid_()
+        else:  # "sigmoid_2x2": in place, then unfolded into the NCHW output
+            torch.addcmul(shift, y, scale, out=y).sigmoid_()
+            _depth_to_space(sink.target[:, :, 2 * r0 : 2 * r1], y)
