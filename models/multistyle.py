@@ -367,9 +367,10 @@ class _Buffers:
         self.key = key
         self.tensors: dict[str, torch.Tensor] = {}
         self.spare: list[_Region] = []
+        self.cuts: dict[str, torch.Tensor] = {}  # this call's, by name: a name is one role
 
     def start(self) -> None:
-        self.spare = []
+        self.spare, self.cuts = [], {}
 
     def recycle(self, t: torch.Tensor) -> None:
         """t (a buffer from here) is dead for the rest of this call."""
@@ -378,11 +379,16 @@ class _Buffers:
     def buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         b, c, h, w = shape
         n = b * c * h * w
+        cut = self.cuts.get(name)
+        if cut is not None and tuple(cut.shape) == shape:
+            return cut
         for region in self.spare:
             start = region.used
             if start + n <= region.flat.numel():
                 region.used = start - (-n // 16) * 16  # 64-byte aligned cuts
-                return region.flat[start : start + n].view(b, h, w, c).permute(0, 3, 1, 2)
+                cut = region.flat[start : start + n].view(b, h, w, c).permute(0, 3, 1, 2)
+                self.cuts[name] = cut
+                return cut
         t = self.tensors.get(name)
         if t is None or tuple(t.shape) != shape:
             t = torch.empty(shape, dtype=torch.float32, memory_format=torch.channels_last)
