@@ -9,6 +9,7 @@ onnxruntime on the same reflected frame, cropped the same way.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +28,16 @@ from models.weights import model_path
 
 DAVIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis-dev"
 TOLERANCE = 1e-3  # on 0..1 outputs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: on a machine busy with other work, threads that wait for each
+    other at every operator make these tests 3x slower (and they check results, not speed)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
