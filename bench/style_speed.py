@@ -11,10 +11,11 @@ entry is a name and two callables taking the same frame batch, one for each runt
 further network is one more entry.
 
 On a machine shared with other work the figures say more about the scheduler than about
-the code: at the end of every operator torch's OpenMP threads wait for each other (spinning,
-by default), onnxruntime's own pool much less so, and a thread of either that the kernel has
-set aside holds the others up. `chrt -f 10 python bench/style_speed.py` (root) keeps other
-processes off the cores while it runs; the load average printed says how busy they were.
+the code: at the end of every operator torch's OpenMP threads wait for each other, spinning
+by default, and one the kernel has set aside holds the others up; onnxruntime's own pool
+suffers much less. `chrt -f 10 python bench/style_speed.py` (root) keeps other processes
+mostly off the cores while it runs, and OMP_WAIT_POLICY=PASSIVE makes torch's threads sleep
+instead of spin; the header shows the load average and that setting.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def main() -> None:
     entries = [make(args.threads) for make in ENTRIES]
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads,", end=" ")
-    print(f"median of {args.repeats}, load average {load:.1f} on {os.cpu_count()} cores")
+    print(f"median of {args.repeats}, load average {load:.1f} on {os.cpu_count()} cores,", end=" ")
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"{'network':<16} {'size':>10} {'torch f/s':>10} {'ort f/s':>10} {'ratio':>7} {'max diff':>9}")
     for size in args.sizes.split(","):
         width, height = (int(v) for v in size.split("x"))
