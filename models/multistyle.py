@@ -39,7 +39,7 @@ from onnx import numpy_helper
 
 N_STYLES = 26
 EPS = 1e-5  # the file's epsilon (float32 nearest to 1e-5)
-MIN_SIDE = 32  # smaller frames leave 8 x 8 or fewer pixels per channel at the bottleneck
+MIN_SIDE = 32  # below this the residual blocks would see fewer than 8 x 8 pixels
 MULTIPLE = 4  # two stride-2 convolutions, undone by two 2x upsamplings
 
 
@@ -164,7 +164,9 @@ class MultiStyle(torch.nn.Module):
             raise ValueError(f"frames must be at least {MIN_SIDE} x {MIN_SIDE}, got {height} x {width}")
         rows = self._rows(weights, batch, frames.device)
         gamma, beta = rows @ self.gamma, rows @ self.beta  # [B, sum of channels], float32
-        if self.cpu_path and frames.device.type == "cpu" and self.conv_dtype == torch.float32:
+        # the CPU path writes into its own buffers, which autograd cannot follow
+        fast = self.cpu_path and frames.device.type == "cpu" and not frames.requires_grad
+        if fast and self.conv_dtype == torch.float32:
             return self._forward_cpu(frames.float(), gamma, beta)
         return self._forward_generic(frames.to(self.conv_dtype), gamma, beta)
 
