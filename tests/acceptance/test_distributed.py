@@ -103,8 +103,10 @@ def test_cancel_stops_a_running_job(cluster: Cluster, tmp_path: Path) -> None:
     next_job = cluster.cli("submit", str(small.path))
     cluster.wait_done(next_job, timeout_s=120)
     assert {t.worker for t in cluster.repo.tasks(next_job)} == {styling.worker}
-    # and it wrote nothing more for the cancelled job: no segment, no overwrite, no record
-    assert (stored_objects(cluster, job_id), recorded(cluster, job_id)) == at_cancel
+    # and it wrote nothing more for the cancelled job: no segment, no overwrite, no record (the
+    # reconciler may meanwhile have collected its leftovers, a lease after the cancel)
+    objects, rows = stored_objects(cluster, job_id), recorded(cluster, job_id)
+    assert objects.items() <= at_cancel[0].items() and set(rows) <= set(at_cancel[1])
     assert styling.output_key and f"frameq/{styling.output_key}" not in at_cancel[0]
     view = cluster.repo.view(job_id)
     assert view.job.state == "cancelled"
