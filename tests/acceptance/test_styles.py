@@ -248,24 +248,30 @@ def test_video_styles_are_stabilised_and_segments_meet_without_a_seam(
     tmp_path: Path, frameq_env: dict[str, str]
 ) -> None:
     clip = carphone_clip(tmp_path / "carphone.mp4")
-    runs = {
-        "plain": ("--no-stabilise", "--segment-s", "100"),
-        "whole": ("--segment-s", "100"),
-        "split": ("--segment-s", "0.25"),  # a segment every 8 frames
+    runs = {  # lossless output (crf 0), so that the frames differ only where the styling does
+        "plain": ("--no-stabilise", "--segment-s", "100", "--crf", "0"),
+        "whole": ("--segment-s", "100", "--crf", "0"),
+        "split": ("--segment-s", "0.25", "--crf", "0"),  # a segment every 8 frames
     }
     outputs = {}
     for name, args in runs.items():
         out = tmp_path / f"{name}.mp4"
         run_ok(frameq_env, str(clip), "-o", str(out), "-r", "style", "--style", "19", *args)
-        outputs[name] = decode(out).frames
+        outputs[name] = [f.astype(float) for f in decode(out).frames]
     source = decode(clip).frames
     assert all(len(frames) == 24 for frames in outputs.values())
     plain, whole, split = (warping_error(outputs[n], source) for n in ("plain", "whole", "split"))
     assert whole < 0.7 * plain and split < 0.7 * plain
-    # Where a segment starts (frames 8 and 16), the warmed-up state gives nearly what one pass gives.
-    for start in (8, 16):
-        seam = np.abs(outputs["split"][start].astype(float) - outputs["whole"][start]).mean()
-        assert seam < 0.5 * np.abs(outputs["plain"][start].astype(float) - outputs["whole"][start]).mean()
+
+    def apart(a: str, b: str, t: int) -> float:
+        return float(np.abs(outputs[a][t] - outputs[b][t]).mean())
+
+    # The second segment warms up on frames 0-7, the whole of what one pass has seen by then:
+    # where it starts, it continues the unsplit run. The third warms up on 8-15 only, and one
+    # pass's state from before frame 8 fades as strength^8 (0.95^8 = 0.66) where the flow holds:
+    # closer to one pass than a fresh start is, but not the same.
+    assert apart("split", "whole", 8) < 0.1 * apart("plain", "whole", 8)
+    assert apart("split", "whole", 16) < 0.8 * apart("plain", "whole", 16)
 
 
 def test_styles_lists_and_previews_every_style(tmp_path: Path, frameq_env: dict[str, str]) -> None:
