@@ -14,8 +14,10 @@ On a machine shared with other work the figures say more about the scheduler tha
 the code: at the end of every operator torch's OpenMP threads wait for each other, spinning
 by default, and one the kernel has set aside holds the others up; onnxruntime's own pool
 suffers much less. `chrt -f 10 python bench/style_speed.py` (root) keeps other processes
-mostly off the cores while it runs, and OMP_WAIT_POLICY=PASSIVE makes torch's threads sleep
-instead of spin; the header shows the load average and that setting.
+mostly off the cores while it runs. `OMP_WAIT_POLICY=PASSIVE python bench/style_speed.py`
+makes torch's threads sleep instead of spin, and then onnxruntime's too (its
+session.intra_op.allow_spinning off), so that both run alike. The header shows the load
+average and whether threads spin.
 """
 
 from __future__ import annotations
@@ -50,10 +52,17 @@ class Entry(NamedTuple):
     ort_run: Callable[[np.ndarray], np.ndarray]  # the same frames as float32 numpy
 
 
+def spinning() -> bool:
+    """Whether torch's OpenMP threads spin while they wait (read by OpenMP at start-up)."""
+    return os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
+
+
 def session(name: str, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not spinning():
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(model_path(name)), options, providers=["CPUExecutionProvider"])
 
 
@@ -105,7 +114,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads,", end=" ")
     print(f"median of {args.repeats}, load average {load:.1f} on {os.cpu_count()} cores,", end=" ")
-    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+    print("threads spin while waiting" if spinning() else "threads sleep while waiting")
     print(f"{'network':<16} {'size':>10} {'torch f/s':>10} {'ort f/s':>10} {'ratio':>7} {'max diff':>9}")
     for size in args.sizes.split(","):
         width, height = (int(v) for v in size.split("x"))
