@@ -30,6 +30,7 @@ from models.composite import styled_people
 from models.device import compute_dtype, pick_device, to_tensor, to_uint8
 from models.person import MatteState, PersonMatter
 from models.temporal import Stabiliser
+from orchestrator.formats import Format
 from orchestrator.styles import parse_style
 from workers.frames import batched
 from workers.media.video import SegmentWriter
@@ -65,6 +66,7 @@ def plain_loop(src: Path, dst: Path, style: str) -> int:
         stream.thread_type = "AUTO"
         writer = SegmentWriter(
             dst,
+            Format("h264", "rgb"),  # what the output stage writes for an .mp4
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             time_base=Fraction(stream.time_base),

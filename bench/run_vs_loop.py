@@ -26,6 +26,7 @@ from clips import make_clip  # bench/ is on sys.path when this runs as a script
 
 from models.cartoon import cartoon
 from models.device import pick_device, to_tensor, to_uint8
+from orchestrator.formats import Format
 from workers.frames import batched
 from workers.media.video import SegmentWriter
 
@@ -39,6 +40,7 @@ def plain_loop(src: Path, dst: Path) -> int:
         stream.thread_type = "AUTO"
         writer = SegmentWriter(
             dst,
+            Format("h264", "rgb"),  # what the output stage writes for an .mp4
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             time_base=Fraction(stream.time_base),
