@@ -267,7 +267,7 @@ class MultiStyle(torch.nn.Module):
         return out
 
     def _cpu_weight(self, index: int) -> torch.Tensor:
-        """The layer's filters as the CPU path runs them, channels-last; derived once per
+        """The layer's filters as the CPU path runs them (see _pack); derived once per
         version of the weights."""
         weight = getattr(self, _key(LAYERS[index]))
         # tensors made under inference_mode have no version counter (and cannot be changed
@@ -280,7 +280,7 @@ class MultiStyle(torch.nn.Module):
             weight = _phase_filters(weight)
         elif index == FIRST_EXPAND + 2:
             weight = _fold_2x2(weight)
-        derived = weight.contiguous(memory_format=torch.channels_last)
+        derived = _pack(weight.contiguous(memory_format=torch.channels_last), LAYERS[index].stride)
         self._derived[index] = (stamp, derived)
         return derived
 
@@ -454,6 +454,36 @@ def _fold_2x2(weight: torch.Tensor) -> torch.Tensor:
     return torch.cat([folded, folded.new_zeros(16 - 4 * o, 4 * c, taps, taps)])
 
 
+def _pack(weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """Channels-last filters in oneDNN's blocked layout, so that _conv does not rearrange
+    them on every call: that is a parallel step of its own, 15 us on an idle machine but
+    ~10 ms when other processes keep the cores busy and the threads wait for each other.
+    The operators are the ones torch's own compiler uses for CPU convolutions; where they
+    are missing or disagree with F.conv2d the filters stay as they are."""
+    try:
+        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+            weight.to_mkldnn(), [0, 0], [stride, stride], [1, 1], 1
+        )
+        k = weight.shape[-1]
+        probe = torch.arange(weight.shape[1] * (k + stride) ** 2, dtype=torch.float32)
+        probe = probe.reshape(1, weight.shape[1], k + stride, k + stride).sin()
+        probe = probe.contiguous(memory_format=torch.channels_last)
+        if torch.allclose(_conv(probe, packed, stride), F.conv2d(probe, weight, stride=stride), atol=1e-5):
+            return packed
+    except (AttributeError, NotImplementedError, RuntimeError):
+        pass
+    return weight
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """conv2d without padding of channels-last x with filters from _pack."""
+    if weight.is_mkldnn:
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, None, [0, 0], [stride, stride], [1, 1], 1, "none", [], ""
+        )
+    return F.conv2d(x, weight, stride=stride)
+
+
 def _phase_filters(weight: torch.Tensor) -> torch.Tensor:
     """A 3 x 3 filter bank [O, C, 3, 3] that runs on a 2x nearest-upsampled, reflection-
     padded image, as one [4 O, C, 3, 3] that runs on the image itself, edge-padded, and gives
@@ -607,14 +637,14 @@ def _conv_norm(
     bands = [(r, min(rows, r + per_band)) for r in range(0, rows, per_band)]
     moments = _Moments()
     if len(bands) == 1:
-        y = F.conv2d(src, weight, stride=s)
+        y = _conv(src, weight, s)
         moments.add(y)
         raw = y[:, :c]
     else:
         # a plain "relu" sink has the raw output's shape and holds it until normalised
         raw = sink.target if sink.kind == "relu" else pool.buffer(f"raw{c}x{rows}x{cols}", (b, c, rows, cols))
         for r0, r1 in bands:
-            y = F.conv2d(src[:, :, r0 * s : (r1 - 1) * s + k], weight, stride=s)
+            y = _conv(src[:, :, r0 * s : (r1 - 1) * s + k], weight, s)
             moments.add(y)  # all of the convolution's channels: 8 take the faster kernel
             raw[:, :, r0:r1].copy_(y[:, :c])
     scale, shift = moments.scale_shift(gamma, beta, layer.c_out, phases)

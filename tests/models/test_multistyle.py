@@ -172,6 +172,12 @@ def test_weights_changed_in_place_are_used(network: MultiStyle) -> None:
     assert np.abs(after - ours(network, x, BLEND)).max() > 0.01
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_filters_are_packed_for_onednn(network: MultiStyle) -> None:
+    """Where packing fails the CPU path falls back to F.conv2d, correct but slower."""
+    assert all(network._cpu_weight(i).is_mkldnn for i in range(len(multistyle.LAYERS)))
+
+
 def test_threads_keep_their_own_buffers(network: MultiStyle) -> None:
     frames = [tensor(davis_frame(), (96, 160)), tensor(carphone_frame(), (96, 160))]
     alone = [ours(network, f, BLEND) for f in frames]
