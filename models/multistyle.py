@@ -198,7 +198,8 @@ class MultiStyle(torch.nn.Module):
         """The same network arranged for the CPU, float32.
 
         - Activations are channels-last: oneDNN's convolutions run 1.1-2.2x faster on it
-          than on NCHW at these channel counts (1 thread, 1080p).
+          than on NCHW at these channel counts (1 thread, 1080p); the filters are packed
+          once in oneDNN's own layout (see _pack).
         - Every layer writes its normalised output straight into the reflection-padded input
           buffer of the next layer, and these buffers are kept for the next call of the same
           geometry: fresh tensors this large cost more than the arithmetic on them (the
