@@ -11,9 +11,9 @@ in 8-bit levels (0..255): 0 for a video whose content moves exactly with the inp
 textures that crawl or colours that jump raise it. Non-occluded: the pixels that
 `models.flow.reliable` keeps (forward-backward consistent, off motion boundaries, inside the
 frame), where the input's flow can be trusted at all. A pair with under `CUT_SHARE` of its
-pixels valid is a scene cut (no motion links the two frames) and is left out. The definition follows Lai et al.,
-"Learning Blind Video Temporal Consistency" (ECCV 2018), with the absolute rather than the
-squared difference, and Ruder et al.'s occlusion tests.
+pixels valid is a scene cut (no motion links the two frames) and is left out. The definition
+follows Lai et al., "Learning Blind Video Temporal Consistency" (ECCV 2018), with the absolute
+rather than the squared difference, and Ruder et al.'s occlusion tests.
 
 The flow here is DIS at the frames' full size, the "medium" preset: finer than what the
 stabiliser uses (a reduced working size), so the figure is not simply the stabiliser scoring
@@ -22,6 +22,7 @@ its own flow. Warping is OpenCV's `remap`, independent of the torch warp in mode
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -48,7 +49,7 @@ def input_flows(frames: list[np.ndarray], preset: str = "medium") -> list[PairFl
     dis = DISFlow(preset)
     greys = [grey(f, None) for f in frames]
     pairs = []
-    for before, now in zip(greys, greys[1:], strict=False):
+    for before, now in itertools.pairwise(greys):
         backward = dis(now, before)
         forward = dis(before, now)
         valid = reliable(flow_tensor([forward]), flow_tensor([backward]))[0, 0].numpy() > 0.5
@@ -64,11 +65,17 @@ def as_levels(frame: np.ndarray) -> np.ndarray:
 
 
 def warp_back(previous: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """`previous` [H, W, C] sampled at x + backward(x): bilinear, the border pixel repeated outside."""
+    """`previous` [H, W, C] sampled at x + backward(x): bicubic, the border pixel repeated outside.
+
+    Bicubic rather than bilinear: bilinear sampling at a fraction of a pixel blurs, so a sharp
+    texture that moves exactly with the flow would still score as flicker (by 3.3 levels
+    against 2.4 for the stabilised Starry-Night-like style 19 on the bikes clip, whose input
+    scores 1.0 either way).
+    """
     h, w = backward.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     map_x, map_y = xs + backward[..., 0], ys + backward[..., 1]
-    out = cv2.remap(as_levels(previous), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(as_levels(previous), map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(*backward.shape[:2], -1)
 
 

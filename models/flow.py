@@ -15,6 +15,8 @@ pixel count. Warping and the reliability mask are torch ops and run on any devic
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import torch
@@ -56,10 +58,18 @@ def grey(frame: np.ndarray, short_side: int | None = FLOW_SHORT_SIDE) -> np.ndar
     make them flicker from frame to frame).
     """
     g = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-    h, w = working_size(*g.shape, short_side)
+    h, w = working_size(g.shape[0], g.shape[1], short_side)
     if (h, w) != g.shape:
         g = cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA)
     return g
+
+
+def shrink(frame: np.ndarray, short_side: int | None = FLOW_SHORT_SIDE) -> np.ndarray:
+    """RGB uint8 [H, W, 3] -> RGB uint8 [h, w, 3] at the flow's working size (area resampling)."""
+    h, w = working_size(frame.shape[0], frame.shape[1], short_side)
+    if (h, w) == frame.shape[:2]:
+        return np.ascontiguousarray(frame)
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
 
 
 class DISFlow:
@@ -67,7 +77,7 @@ class DISFlow:
 
     def __init__(self, preset: str = "medium") -> None:
         self.preset = preset
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])  # type: ignore[attr-defined]  # not in the stubs
 
     def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Flow from `first` to `second`, greyscale uint8 [h, w] of one size: float32 [h, w, 2]."""
@@ -112,15 +122,21 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return big * scale
 
 
-def _positions(flow: torch.Tensor) -> torch.Tensor:
-    """x + flow(x) for every pixel: [B, 2, H, W], float32."""
-    _, _, h, w = flow.shape
+@functools.lru_cache(maxsize=16)
+def _pixel_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """Every pixel's (x, y): [1, 2, h, w], float32; kept, as a stream asks for the same sizes
+    frame after frame."""
     ys, xs = torch.meshgrid(
-        torch.arange(h, device=flow.device, dtype=torch.float32),
-        torch.arange(w, device=flow.device, dtype=torch.float32),
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
         indexing="ij",
     )
-    return torch.stack([xs, ys]).unsqueeze(0) + flow.float()
+    return torch.stack([xs, ys]).unsqueeze(0)
+
+
+def _positions(flow: torch.Tensor) -> torch.Tensor:
+    """x + flow(x) for every pixel: [B, 2, H, W], float32."""
+    return _pixel_grid(flow.shape[-2], flow.shape[-1], flow.device) + flow.float()
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:

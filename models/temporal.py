@@ -4,27 +4,44 @@ output, carried along the optical flow of the input frames, where that flow can 
 Styling every frame on its own flickers: the network's textures do not move with the scene and
 its colours jump with small changes of the input. Following Ruder, Dosovitskiy, Brox, "Artistic
 style transfer for videos" (GCPR 2016), the previous output is warped onto the current frame by
-the flow of the inputs, and blended in only where that flow is reliable (forward-backward
-consistent, off motion boundaries, inside the frame):
+the flow of the inputs and blended in where that flow is reliable:
 
-    out_t = styled_t + c_t * strength * (warp(out_{t-1}, flow_t->t-1) - styled_t)
+    out_t = styled_t + strength * c_t * (warp(out_{t-1}, flow_t->t-1) - styled_t)
 
-c_t in 0..1 is the reliability mask, eroded and blurred so that a blended region meets an
-unblended one without a seam, times a photometric confidence: how well the warped previous
-input matches the current input. The latter catches what the flow tests miss (a consistent
-but wrong match on a fast limb), which would otherwise drag an old texture along: smearing.
-A pixel's history fades as strength^k over k frames, so nothing is carried for long and a
-wrongly carried colour is gone within a few frames.
+c_t in 0..1 is the product of
+  - Ruder et al.'s binary mask (models.flow.reliable): forward-backward consistent, off
+    motion boundaries, inside the previous frame; a frame where under CUT_SHARE of the pixels
+    pass is a scene cut and carries nothing;
+  - a photometric confidence: how closely the input, carried along by the same blend as the
+    output, matches the current input (mean RGB difference, full weight up to
+    `photometric_free`, none from `photometric_tolerance`). The carried input drifts exactly
+    as the carried output does, so this catches a flow a pixel or two off, which the mask
+    passes, and a flow a little short frame after frame, whose error grows along the chain of
+    warps until copies of a moving edge stack up.
+A pixel's history fades as (strength c)^k over k frames, so a colour carried by mistake where
+the input could not tell (a flat road next to a moving car takes the car's flow) fades within
+a second or so, and nothing else limits how long a pixel is carried.
+
+Chosen on the flicker benchmark (bench/flicker.py): strength 0.95 (0.8 and 0.9 leave the
+strongly textured styles above 1.5x the input's warping error), a photometric tolerance with a
+free zone (a ramp from zero difference gave 0.85-0.9 weight to most pixels on noise alone,
+which doubled the residual flicker), bicubic resampling (bilinear's blur compounds: moving
+textures wash out within ten frames). Binary mask, no erosion or blur of it: both cost a
+quarter of the remaining flicker on the bikes clip and changed nothing visible.
+
+Flow runs on the CPU (OpenCV) on frames reduced to the flow's working size; everything else on
+the styled tensor's device, in its dtype (sampling positions in float32).
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from models.filters import gaussian_blur
-from models.flow import FLOW_SHORT_SIDE, DISFlow, flow_tensor, grey, reliable, resize_flow, warp
+from models.flow import FLOW_SHORT_SIDE, DISFlow, flow_tensor, reliable, resize_flow, shrink, warp
 
 # Frames to run through a fresh stabiliser before a segment's first frame (the end of the
 # previous segment) so that its output matches an unsplit run's: measured by bench/flicker.py
@@ -38,44 +55,42 @@ CUT_SHARE = 0.2
 
 
 class Stabiliser:
-    """State carried frame to frame within a stream: the previous input (grey, small) and the
-    previous output."""
+    """State carried frame to frame within a stream: the previous input (grey, small), the input
+    as carried by the blend (small) and the previous output."""
 
     def __init__(
         self,
         strength: float = 0.95,
+        photometric_free: float = 0.05,
         photometric_tolerance: float = 0.15,
         flow_short_side: int | None = FLOW_SHORT_SIDE,
         preset: str = "medium",
         interpolation: str = "bicubic",
-        tone_strength: float | None = None,
-        tone_sigma: float = 3.0,
-        photometric_free: float = 0.0,
     ) -> None:
-        """strength: the weight of the carried output where the flow is fully trusted (0: off).
-        photometric_tolerance: the grey-level difference (0..1) between the current input and the
-        warped previous one at which the carried output gets no weight (falling linearly from
-        full weight at no difference). flow_short_side: the flow's working size. preset: DIS
-        preset ("ultrafast", "fast", "medium"). interpolation: how the previous output is
-        resampled along the flow; bicubic, because bilinear's blur compounds from frame to frame
-        on moving textures (visibly so within ten frames at strength 0.95)."""
+        """strength: the weight of the carried output where it is fully trusted (0: off).
+        photometric_free, photometric_tolerance: mean RGB differences (0..1) between the current
+        input and the carried one up to which the carried output keeps its full weight, and from
+        which it gets none (linear in between). flow_short_side: the flow's working size. preset:
+        the DIS preset ("ultrafast", "fast", "medium"). interpolation: how the previous output
+        is resampled along the flow; bicubic, because bilinear's blur compounds from frame to
+        frame on moving textures (visibly within ten frames at strength 0.95)."""
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be in [0, 1), not {strength}")
+        if not 0.0 <= photometric_free < photometric_tolerance:
+            raise ValueError("photometric_free must be at least 0 and below photometric_tolerance")
         self.strength = strength
+        self.photometric_free = photometric_free
         self.photometric_tolerance = photometric_tolerance
         self.flow_short_side = flow_short_side
         self.interpolation = interpolation
-        self.tone_strength = tone_strength
-        self.tone_sigma = tone_sigma
-        self.photometric_free = photometric_free
         self._flow = DISFlow(preset)
-        self._previous_grey: np.ndarray | None = None
+        self._previous_grey: np.ndarray | None = None  # uint8 [h, w], the flow's working size
+        self._carried_input: torch.Tensor | None = None  # [1, 3, h, w] float32
         self._previous_out: torch.Tensor | None = None  # [1, 3, H, W]
 
     def reset(self) -> None:
         """Forget the stream: the next frame is output as styled."""
-        self._previous_grey = None
-        self._previous_out = None
+        self._previous_grey = self._carried_input = self._previous_out = None
 
     def __call__(self, sources: list[np.ndarray], styled: torch.Tensor) -> torch.Tensor:
         """sources: the RGB uint8 [H, W, 3] input frames, in order; styled: [B, 3, H, W] in 0..1, the
@@ -92,44 +107,42 @@ class Stabiliser:
         for source, frame in zip(sources, styled.split(1), strict=True):
             if source.shape[:2] != size:
                 raise ValueError(f"source frame {source.shape[:2]} and styled {size} differ in size")
-            current = grey(source, self.flow_short_side)
-            previous, carried = self._previous_grey, self._previous_out
-            if previous is None or carried is None or carried.shape != frame.shape:
-                out = frame
-            else:
-                out = self._blend(previous, current, carried, frame)
+            small = shrink(source, self.flow_short_side)
+            now = torch.from_numpy(small).to(frame.device, torch.float32).permute(2, 0, 1)[None] / 255.0
+            grey_now = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+            out = frame
+            if self._previous_out is not None and self._previous_out.shape == frame.shape:
+                out, now = self._blend(grey_now, now, frame)
             outputs.append(out)
-            self._previous_grey, self._previous_out = current, out
+            self._previous_grey, self._carried_input, self._previous_out = grey_now, now, out
         return torch.cat(outputs)
 
     def _blend(
-        self, previous: np.ndarray, current: np.ndarray, carried: torch.Tensor, frame: torch.Tensor
-    ) -> torch.Tensor:
+        self, grey_now: np.ndarray, now: torch.Tensor, frame: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stabilised frame, and the input as carried to it (at the flow's working size)."""
+        assert self._previous_grey is not None and self._carried_input is not None
+        assert self._previous_out is not None
         device = frame.device
-        backward = flow_tensor([self._flow(current, previous)], device)  # t -> t-1, on t's grid
-        forward = flow_tensor([self._flow(previous, current)], device)
-        weight = self._confidence(previous, current, forward, backward)
-        size = (frame.shape[-2], frame.shape[-1])
-        weight = F.interpolate(weight, size=size, mode="bilinear", align_corners=False).to(frame.dtype)
-        warped = warp(carried, resize_flow(backward, size), self.interpolation)
-        diff = warped - frame
-        if self.tone_strength is None:
-            return (frame + weight * self.strength * diff).clamp_(0.0, 1.0)
-        tone = gaussian_blur(diff, self.tone_sigma)
-        return (frame + weight * (self.strength * diff + (self.tone_strength - self.strength) * tone)).clamp_(0.0, 1.0)
-
-    def _confidence(
-        self, previous: np.ndarray, current: np.ndarray, forward: torch.Tensor, backward: torch.Tensor
-    ) -> torch.Tensor:
-        """0..1 weight of the carried output at the flow's working size: [1, 1, h, w], float32."""
+        backward = flow_tensor([self._flow(grey_now, self._previous_grey)], device)  # t -> t-1
+        forward = flow_tensor([self._flow(self._previous_grey, grey_now)], device)
         mask = reliable(forward, backward)
         if float(mask.mean()) < CUT_SHARE:
-            return torch.zeros_like(mask)
-        device = backward.device
-        now = torch.from_numpy(current).to(device, torch.float32)[None, None] / 255.0
-        before = torch.from_numpy(previous).to(device, torch.float32)[None, None] / 255.0
-        # a little blur: sensor noise and compression alone should not reject a match
-        error = gaussian_blur((warp(before, backward) - now).abs(), 1.0)
+            return frame, now
+        # The input goes through the same blend as the output, at the small size: where its
+        # carried version no longer looks like the current input, the carried output no longer
+        # fits the current frame either. That catches a flow wrong by a pixel or two (the tests
+        # above pass it) and also drift, a flow a little short frame after frame, whose error
+        # grows along the chain of warps until copies of a moving edge stack up.
+        history = warp(self._carried_input, backward, self.interpolation)
+        # mean over the channels: a red car and a grey road can have one grey level; blurred a
+        # little: sensor noise and compression alone should not reject a match
+        error = gaussian_blur((history - now).abs().mean(dim=1, keepdim=True), 1.0)
         span = self.photometric_tolerance - self.photometric_free
-        photometric = ((self.photometric_tolerance - error) / span).clamp_(0.0, 1.0)
-        return mask * photometric
+        weight = mask * ((self.photometric_tolerance - error) / span).clamp_(0.0, 1.0)
+        size = (frame.shape[-2], frame.shape[-1])
+        warped = warp(self._previous_out, resize_flow(backward, size), self.interpolation)
+        weight = weight * self.strength
+        carried_input = torch.lerp(now, history, weight)
+        weight = F.interpolate(weight, size=size, mode="bilinear", align_corners=False).to(frame.dtype)
+        return torch.lerp(frame, warped, weight).clamp_(0.0, 1.0), carried_input

@@ -88,6 +88,7 @@ def test_occluded_pixels_are_ignored() -> None:
 def test_a_cut_is_left_out() -> None:
     frames = pan(3)
     bgr = cv2.imread(str(DAVIS / "images" / "hockey" / "00040.jpg"))
+    assert bgr is not None
     other = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:200, :300])
     video = [*frames, other, *frames]  # a shot of one frame between two cuts
     pairs = input_flows(video)

@@ -54,7 +54,7 @@ def test_warp_by_a_known_integer_shift_recovers_the_image() -> None:
 def test_warp_by_a_fractional_shift_matches_opencv(dtype: torch.dtype) -> None:
     first, _ = crops(0, 0)
     h, w = first.shape[:2]
-    shift = np.float32([[1, 0, 2.5], [0, 1, -1.25]])  # moves the content by (+2.5, -1.25)
+    shift = np.array([[1, 0, 2.5], [0, 1, -1.25]], np.float32)  # moves the content by (+2.5, -1.25)
     moved = cv2.warpAffine(first.astype(np.float32) / 255, shift, (w, h), flags=cv2.INTER_LINEAR)
     back = warp(as_tensor(first).to(dtype), constant_flow(-2.5, 1.25, h, w))
     assert back.dtype == dtype
