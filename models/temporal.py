@@ -66,6 +66,9 @@ class Stabiliser:
         flow_short_side: int | None = FLOW_SHORT_SIDE,
         preset: str = "medium",
         interpolation: str = "bicubic",
+        layout_free: float = 0.05,
+        layout_tolerance: float = 0.15,
+        layout_scale: float = 1 / 30,
     ) -> None:
         """strength: the weight of the carried output where it is fully trusted (0: off).
         photometric_free, photometric_tolerance: mean RGB differences (0..1) between the current
@@ -83,6 +86,13 @@ class Stabiliser:
         self.photometric_tolerance = photometric_tolerance
         self.flow_short_side = flow_short_side
         self.interpolation = interpolation
+        if not 0.0 <= layout_free < layout_tolerance:
+            raise ValueError("layout_free must be at least 0 and below layout_tolerance")
+        self.layout_free, self.layout_tolerance, self.layout_scale = (
+            layout_free,
+            layout_tolerance,
+            layout_scale,
+        )
         self._flow = DISFlow(preset)
         self._previous_grey: np.ndarray | None = None  # uint8 [h, w], the flow's working size
         self._carried_input: torch.Tensor | None = None  # [1, 3, h, w] float32
@@ -117,6 +127,14 @@ class Stabiliser:
             self._previous_grey, self._carried_input, self._previous_out = grey_now, now, out
         return torch.cat(outputs)
 
+    def _layout(self, diff: torch.Tensor) -> torch.Tensor:
+        """The low frequencies of `diff` [1, 3, H, W]: a Gaussian blur of sigma `layout_scale` x
+        the short side, computed at a quarter of the size (the blur is wide; the result smooth)."""
+        h, w = diff.shape[-2:]
+        small = F.interpolate(diff, size=(max(1, h // 4), max(1, w // 4)), mode="area")
+        blurred = gaussian_blur(small, max(0.5, self.layout_scale * min(h, w) / 4))
+        return F.interpolate(blurred, size=(h, w), mode="bilinear", align_corners=False)
+
     def _blend(
         self, grey_now: np.ndarray, now: torch.Tensor, frame: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,4 +163,12 @@ class Stabiliser:
         weight = weight * self.strength
         carried_input = torch.lerp(now, history, weight)
         weight = F.interpolate(weight, size=size, mode="bilinear", align_corners=False).to(frame.dtype)
-        return torch.lerp(frame, warped, weight).clamp_(0.0, 1.0), carried_input
+        diff = warped - frame
+        layout = self._layout(diff)
+        # where the carried colours stray from the fresh frame's, its layout of them is taken
+        # (the low frequencies of the difference dropped) and only the texture is carried
+        stray = layout.abs().mean(dim=1, keepdim=True)
+        span = self.layout_tolerance - self.layout_free
+        keep = ((self.layout_tolerance - stray) / span).clamp_(0.0, 1.0)
+        out = frame + weight * (diff - (1.0 - keep) * layout)
+        return out.clamp_(0.0, 1.0), carried_input

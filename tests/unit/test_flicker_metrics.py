@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.flicker_metrics import PairFlow, input_flows, pair_error, warping_error
+from bench.flicker_metrics import PairFlow, detail, input_flows, pair_error, warping_error
 
 DAVIS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "davis-dev"
 STEP = (3, -2)  # the pan: content moves by (+3, -2) pixels a frame
@@ -96,3 +96,9 @@ def test_a_cut_is_left_out() -> None:
         assert not pairs[cut].valid.any() and pair_error(video[cut], video[cut + 1], pairs[cut]) is None
     assert all(p.valid.mean() > 0.8 for i, p in enumerate(pairs) if i not in (2, 3))
     assert warping_error(video, pairs) < 1.5
+
+
+def test_detail_falls_with_blur() -> None:
+    frames = pan(2)
+    blurred = [cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames]
+    assert detail(frames) > 2.0 * detail(blurred) > 0.0
