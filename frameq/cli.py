@@ -10,22 +10,22 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from frameq import distributed
 from frameq.checks import check_device, check_output_directory, check_outputs
-from frameq.options import job_options, style_choice
+from frameq.options import job_options
 from frameq.progress import ProgressBar, summary_line
 from frameq.servers import BROKER_ERRORS, DATABASE_ERRORS, broker_unreachable, database_unreachable, redact
-from orchestrator.background import parse_background
 from orchestrator.errors import FrameqError, InputError, JobNotFound
 from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, kind_of, output_suffix_for
 from orchestrator.outputs import copy_outputs, stage_output_path
 from orchestrator.recipes import MATTE_STAGE, RECIPES, get_recipe
 from orchestrator.schema import JobState
 from orchestrator.settings import PRESETS, Settings
+from orchestrator.styles import StyleChoice
 from orchestrator.submit import new_id, submit
 from workers.local import run_jobs
 from workers.runtime import Runtime
@@ -103,20 +103,14 @@ def run(
     preset: str | None,
     segment_s: float | None,
     device: str | None,
-    background: str | None,
-    style: str | None,
-    strength: float,
-    preserve_colour: bool,
-    style_size: int | None,
-    no_stabilise: bool,
+    background: dict[str, Any] | None,
+    style: StyleChoice,
     with_matte: bool,
 ) -> None:
     """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
     settings = Settings.from_env(crf=crf, preset=preset, segment_s=segment_s, device=device)
     check_device(settings, device)
     also = (MATTE_STAGE,) if with_matte else ()
-    painted = style_choice(style, strength, preserve_colour, style_size, no_stabilise)
-    backdrop = parse_background(background) if background else None
     pairs = _pairs(input_path, output, get_recipe(recipe).alpha, also)
     if input_path.is_dir():
         check_output_directory(output)
@@ -139,9 +133,9 @@ def run(
                 recipe,
                 dest.suffix,
                 batch_id=batch_id,
-                background=backdrop,
+                background=background,
                 also_outputs=also,
-                style=painted,
+                style=style,
                 job_id=job_id,
             )
         with ProgressBar(runtime.repo, list(outputs), enabled=sys.stderr.isatty()):

@@ -6,13 +6,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from frameq.checks import check_device, check_outputs
-from frameq.options import job_options, style_choice
+from frameq.options import job_options
 from frameq.servers import BROKER_ERRORS, broker_unreachable, check_broker, wait_for_database
-from orchestrator.background import parse_background
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, FrameqError
 from orchestrator.inputs import output_suffix_for
@@ -23,6 +23,7 @@ from orchestrator.reconcile import reconcile as reconcile_once
 from orchestrator.repository import Repository
 from orchestrator.schema import Job, JobState, TaskState
 from orchestrator.settings import Settings
+from orchestrator.styles import StyleChoice
 from orchestrator.submit import submit as submit_job
 from orchestrator.tasktypes import QUEUES, TASK_TYPES
 from workers.runtime import Runtime
@@ -58,12 +59,8 @@ def submit(
     recipe: str,
     priority: str,
     fmt: str | None,
-    background: str | None,
-    style: str | None,
-    strength: float,
-    preserve_colour: bool,
-    style_size: int | None,
-    no_stabilise: bool,
+    background: dict[str, Any] | None,
+    style: StyleChoice,
     with_matte: bool,
 ) -> None:
     """Upload INPUT to the store, record its job and queue it; print the job id at once."""
@@ -79,9 +76,9 @@ def submit(
         recipe,
         suffix,
         priority=PRIORITIES[priority],
-        background=parse_background(background) if background else None,
+        background=background,
         also_outputs=(MATTE_STAGE,) if with_matte else (),
-        style=style_choice(style, strength, preserve_colour, style_size, no_stabilise),
+        style=style,
     )
     if job.state == JobState.FAILED:
         click.echo(f"error: {job.error}", err=True)

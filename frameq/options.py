@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from orchestrator.background import parse_background
 from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE, StyleChoice, parse_style
 
-F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 BACKGROUND_HELP = (
     "bg-replace: #RRGGBB, R,G,B, a colour name, or an image or video file; "
@@ -23,8 +25,31 @@ STYLE_HELP = (
 )
 
 
-def job_options(command: F) -> F:
-    """Add --background and the style options to a command (innermost first)."""
+def job_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Add --background and the style options to a command (innermost first). The command gets
+    them built: `background`, parse_background's result or None, and `style`, a StyleChoice."""
+
+    @functools.wraps(command)
+    def built(
+        *args: Any,
+        background: str | None,
+        style: str | None,
+        strength: float,
+        preserve_colour: bool,
+        style_size: int | None,
+        no_stabilise: bool,
+        **kwargs: Any,
+    ) -> R:
+        choice = StyleChoice(
+            style=parse_style(style) if style else None,
+            strength=strength,
+            preserve_colour=preserve_colour,
+            size=style_size,
+            stabilise=not no_stabilise,
+        )
+        backdrop = parse_background(background) if background else None
+        return command(*args, background=backdrop, style=choice, **kwargs)
+
     options = [
         click.option("--background", help=BACKGROUND_HELP),
         click.option("--style", help=STYLE_HELP),
@@ -46,18 +71,7 @@ def job_options(command: F) -> F:
             "--no-stabilise", is_flag=True, help="Video: style each frame on its own (faster, flickers)."
         ),
     ]
+    decorated: Callable[..., R] = built
     for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def style_choice(
-    style: str | None, strength: float, preserve_colour: bool, style_size: int | None, no_stabilise: bool
-) -> StyleChoice:
-    return StyleChoice(
-        style=parse_style(style) if style else None,
-        strength=strength,
-        preserve_colour=preserve_colour,
-        size=style_size,
-        stabilise=not no_stabilise,
-    )
+        decorated = option(decorated)
+    return decorated
