@@ -102,9 +102,10 @@ def from_picture(picture: torch.Tensor, device: torch.device, options: Options) 
     return Styler(lambda frames: transform(frames, vector), options)
 
 
-def from_checkpoint(path: Path, device: torch.device, options: Options) -> Styler:
-    """A TransformerNet state dict; loaded for each call (the file may be any job's)."""
-    net = TransformerNet.load(path).to(device, compute_dtype(device)).eval()
+def from_checkpoint(path: Path, device: torch.device, options: Options, name: str | None = None) -> Styler:
+    """A TransformerNet state dict; loaded for each call (the file may be any job's). `name`:
+    the file as errors show it (default its path)."""
+    net = TransformerNet.load(path, name).to(device, compute_dtype(device)).eval()
     return Styler(net, options)
 
 

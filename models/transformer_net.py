@@ -26,6 +26,15 @@ from torch import nn
 _LEGACY_KEY = re.compile(r"in\d+\.running_(mean|var)$")
 
 
+class CheckpointError(ValueError):
+    """A file that is not a TransformerNet checkpoint: "NAME: PROBLEM", both kept apart too."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
 class _Conv(nn.Module):
     """Reflection padding of kernel // 2, then a convolution (named `conv2d`, as saved)."""
 
@@ -101,22 +110,24 @@ class TransformerNet(nn.Module):
         return (y[..., :h, :w] / 255.0).clamp(0.0, 1.0)
 
     @classmethod
-    def load(cls, path: Path) -> TransformerNet:
+    def load(cls, path: Path, name: str | None = None) -> TransformerNet:
         """A network with the weights of a fast_neural_style checkpoint (a state dict saved with
-        torch.save), on the CPU in float32. Refuses with one ValueError naming the file and the
-        problem: not a state dict, missing or unexpected keys, wrong shapes."""
+        torch.save), on the CPU in float32. Refuses with one CheckpointError (a ValueError)
+        naming the file (as `name`, else its path) and the problem: not a state dict, missing or
+        unexpected keys, wrong shapes."""
+        shown = str(path) if name is None else name
         try:
             state = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as exc:  # absent, truncated, garbage, or pickles more than tensors
-            raise ValueError(f"{path}: not a readable torch checkpoint ({_reason(exc)})") from exc
+            raise CheckpointError(shown, f"not a readable torch checkpoint ({_reason(exc)})") from exc
         if not isinstance(state, dict):
-            raise ValueError(f"{path}: not a state dict of tensors (it holds a {type(state).__name__})")
+            raise CheckpointError(shown, f"not a state dict of tensors (it holds a {type(state).__name__})")
         odd = next(
             (k for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None
         )
         if odd is not None:
             found = type(state[odd]).__name__
-            raise ValueError(f"{path}: not a state dict of tensors (its entry {odd!r} is a {found})")
+            raise CheckpointError(shown, f"not a state dict of tensors (its entry {odd!r} is a {found})")
         state = {k: v for k, v in state.items() if not _LEGACY_KEY.search(k)}
         net = cls()
         expected = net.state_dict()
@@ -135,8 +146,8 @@ class TransformerNet(nn.Module):
         if wrong:
             problems.append(f"wrong shapes {_listed(wrong)}")
         if problems:
-            raise ValueError(
-                f"{path}: not a fast_neural_style TransformerNet checkpoint: {'; '.join(problems)}"
+            raise CheckpointError(
+                shown, f"not a fast_neural_style TransformerNet checkpoint: {'; '.join(problems)}"
             )
         net.load_state_dict({k: v.float() for k, v in state.items()})
         return net.eval()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.transformer_net import TransformerNet
+from models.transformer_net import CheckpointError, TransformerNet
 
 DAVIS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "davis-dev"
 
@@ -209,6 +209,19 @@ def test_missing_unexpected_and_misshapen_keys_are_refused(net: TransformerNet, 
     refused(
         tmp_path / "narrow.pth", "wrong shapes", "conv1.conv2d.weight (16, 3, 9, 9) (expected (32, 3, 9, 9))"
     )
+
+
+def test_a_display_name_stands_for_the_path_in_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "3f2a9c.pth"  # as a store hands a job's file over: a name of its own
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(CheckpointError) as caught:
+        TransformerNet.load(path, name="mosaic.pth")
+    assert str(caught.value) == "mosaic.pth: not a state dict of tensors (it holds a Tensor)"
+    assert (caught.value.name, caught.value.problem) == (
+        "mosaic.pth",
+        "not a state dict of tensors (it holds a Tensor)",
+    )
+    assert str(path) not in str(caught.value)
 
 
 def test_a_checkpoint_in_half_precision_loads_in_float32(net: TransformerNet, tmp_path: Path) -> None:

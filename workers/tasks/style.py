@@ -11,6 +11,7 @@ import torch
 from models import styles
 from models.device import pick_device, to_tensor, to_uint8
 from models.temporal import WARMUP_FRAMES, Stabiliser
+from models.transformer_net import CheckpointError
 from orchestrator.errors import InputError
 from orchestrator.styles import DEFAULT_SIZES
 from workers.frames import Batch, map_frames
@@ -74,6 +75,6 @@ def styler_for(
     if kind == "image":
         return styles.from_picture(to_tensor([read_rgb(path, name)], device), device, options)
     try:
-        return styles.from_checkpoint(path, device, options)
-    except ValueError as exc:  # not a TransformerNet state dict: this job's input is bad
-        raise InputError(name, str(exc).replace(str(path), "").strip(": ")) from None
+        return styles.from_checkpoint(path, device, options, name)
+    except CheckpointError as exc:  # not a TransformerNet state dict: this job's input is bad
+        raise InputError(exc.name, exc.problem) from None
