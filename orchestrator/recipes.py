@@ -12,9 +12,8 @@ from types import MappingProxyType
 from typing import Any
 
 from orchestrator.errors import RecipeError
+from orchestrator.styles import DEFAULT_STYLE
 from orchestrator.tasktypes import task_type
-
-DEFAULT_STYLE = "19"  # of the 26 pretrained styles: swirling blue and yellow brushwork
 
 PLAN_STAGE = "plan"
 ASSEMBLE_STAGE = "assemble"

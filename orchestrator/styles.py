@@ -33,6 +33,7 @@ BUILTIN: dict[str, str] = {
 }
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
 STORE_PREFIX = "store:"  # `--style store:KEY`: a file already in the store, not uploaded
+DEFAULT_STYLE = "19"  # of the 26 pretrained styles: swirling blue and yellow brushwork
 DEFAULT_STRENGTH = 1.0
 # Short side the network runs at unless --style-size says otherwise (stroke size depends on
 # it); never above the frame's own. The 26-style network was made for photos of ~500-1000 px.
