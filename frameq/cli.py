@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from frameq import distributed
+from frameq.api import commands as api_commands
 from frameq.checks import check_device, check_output_directory, check_outputs
 from frameq.options import job_options
 from frameq.progress import ProgressBar, summary_line
@@ -333,6 +334,8 @@ for command in (
     distributed.worker,
     distributed.reconcile,
     distributed.flower,
+    api_commands.api,
+    api_commands.keys,
 ):
     main.add_command(command)
 

@@ -21,20 +21,28 @@ NAMED = {
 HEX = re.compile(r"#?([0-9a-fA-F]{6})")
 
 
-def parse_background(value: str) -> dict[str, Any]:
-    """'#RRGGBB', 'R,G,B' or a name -> {"colour": [r, g, b]}; an image or video file ->
-    {"path": ..., "kind": "image" | "video"} (the caller uploads it and records its key)."""
+def parse_colour(value: str) -> list[int] | None:
+    """'#RRGGBB', 'R,G,B' or a name -> [r, g, b]; anything else None."""
     text = value.strip()
     if text.lower() in NAMED:
-        return {"colour": list(NAMED[text.lower()])}
+        return list(NAMED[text.lower()])
     if match := HEX.fullmatch(text):
         digits = match.group(1)
-        return {"colour": [int(digits[i : i + 2], 16) for i in (0, 2, 4)]}
+        return [int(digits[i : i + 2], 16) for i in (0, 2, 4)]
     parts = text.split(",")
     if len(parts) == 3 and all(p.strip().isdigit() for p in parts):
         rgb = [int(p) for p in parts]
         if all(0 <= c <= 255 for c in rgb):
-            return {"colour": rgb}
+            return rgb
+    return None
+
+
+def parse_background(value: str) -> dict[str, Any]:
+    """'#RRGGBB', 'R,G,B' or a name -> {"colour": [r, g, b]}; an image or video file ->
+    {"path": ..., "kind": "image" | "video"} (the caller uploads it and records its key)."""
+    if (colour := parse_colour(value)) is not None:
+        return {"colour": colour}
+    text = value.strip()
     path = Path(text).expanduser()
     kind = kind_of(path)
     if kind is None:

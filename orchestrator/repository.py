@@ -56,6 +56,17 @@ class Expansion:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Who submitted a job over HTTP: its tenant, the webhook to call when it ends, and the
+    Idempotency-Key it came with (and a hash of what it was sent with)."""
+
+    tenant: str
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True)
 class JobView:
     """A job with its progress summed over its tasks."""
 
@@ -63,6 +74,29 @@ class JobView:
     frames_done: int
     tasks_by_state: dict[str, int]
     current_stage: str | None
+
+
+@dataclass(frozen=True)
+class StageView:
+    """One stage of a job: its tasks' frames and states, and when it ran."""
+
+    stage: str
+    frames_done: int
+    frames_total: int
+    tasks_by_state: dict[str, int]
+    started_at: datetime | None
+    finished_at: datetime | None  # once every task of the stage is done
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a listing shows: a tenant's, by state, recipe or batch, older than a cursor."""
+
+    tenant: str | None = None
+    state: str | None = None
+    recipe: str | None = None
+    batch_id: str | None = None
+    before: tuple[datetime, str] | None = None  # (created_at, id) of the last job of the page before
 
 
 @dataclass(frozen=True)
@@ -109,11 +143,16 @@ class Repository:
         params: dict[str, Any],
         priority: int = 0,
         batch_id: str | None = None,
+        origin: Origin | None = None,
     ) -> Job:
         """Record a job and its first task (plan). The plan waits until `source_stored` says
         the input is in the store, so no worker looks for it earlier."""
         with self.sessions.begin() as s:
             job = Job(
+                tenant=origin.tenant if origin else None,
+                webhook_url=origin.webhook_url if origin else None,
+                idempotency_key=origin.idempotency_key if origin else None,
+                request_hash=origin.request_hash if origin else None,
                 id=job_id,
                 batch_id=batch_id,
                 recipe=recipe,
@@ -179,10 +218,26 @@ class Repository:
             )
             return JobView(job, int(done or 0), {str(k): int(v) for k, v in counts.items()}, current)
 
-    def list_jobs(self, limit: int = 50) -> list[JobView]:
-        """The newest jobs, each as `view` shows it, in three statements however many they are."""
+    def list_jobs(self, limit: int = 50, where: JobFilter | None = None) -> list[JobView]:
+        """The newest jobs (of those `where` picks), each as `view` shows it, in three statements
+        however many they are. Newest first, ties by id, so a (created_at, id) cursor pages."""
+        query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+        if where is not None:
+            for column, value in (
+                (Job.tenant, where.tenant),
+                (Job.state, where.state),
+                (Job.recipe, where.recipe),
+                (Job.batch_id, where.batch_id),
+            ):
+                if value is not None:
+                    query = query.where(column == value)
+            if where.before is not None:
+                created, job_id = where.before
+                query = query.where(
+                    (Job.created_at < created) | ((Job.created_at == created) & (Job.id < job_id))
+                )
         with self.sessions() as s:
-            jobs = list(s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)).all())
+            jobs = list(s.scalars(query).all())
             ids = [job.id for job in jobs]
             counts: dict[str, dict[str, int]] = {job_id: {} for job_id in ids}
             work: dict[str, tuple[int, int]] = {}  # job -> (frames done, frames) over its tasks
@@ -216,6 +271,68 @@ class Repository:
             )
             for job in jobs
         ]
+
+    def stages(self, job_id: str) -> list[StageView]:
+        """The job's stages in the order their first task was made (plan first, assemble last)."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(
+                    Task.stage,
+                    Task.state,
+                    func.count(),
+                    func.coalesce(func.sum(Task.frames_done), 0),
+                    func.coalesce(func.sum(Task.frames_total), 0),
+                    func.min(Task.started_at),
+                    func.max(Task.finished_at),
+                    func.min(Task.id),
+                )
+                .where(Task.job_id == job_id)
+                .group_by(Task.stage, Task.state)
+            ).all()
+        by_stage: dict[str, dict[str, Any]] = {}
+        for stage, state, n, done, total, started, finished, first in rows:
+            seen = by_stage.setdefault(
+                stage,
+                {"first": first, "done": 0, "total": 0, "states": {}, "started": None, "finished": None},
+            )
+            seen["first"] = min(seen["first"], first)
+            seen["done"] += int(done)
+            seen["total"] += int(total)
+            seen["states"][str(state)] = int(n)
+            if started is not None and (seen["started"] is None or started < seen["started"]):
+                seen["started"] = started
+            if finished is not None and (seen["finished"] is None or finished > seen["finished"]):
+                seen["finished"] = finished
+        views = []
+        for stage, seen in sorted(by_stage.items(), key=lambda item: item[1]["first"]):
+            all_done = set(seen["states"]) == {TaskState.DONE}
+            views.append(
+                StageView(
+                    stage,
+                    seen["done"],
+                    seen["total"],
+                    seen["states"],
+                    seen["started"],
+                    seen["finished"] if all_done else None,
+                )
+            )
+        return views
+
+    def find_idempotent(self, tenant: str, key: str) -> Job | None:
+        """The tenant's job submitted with this Idempotency-Key, if any."""
+        with self.sessions() as s:
+            return s.scalar(select(Job).where(Job.tenant == tenant, Job.idempotency_key == key))
+
+    def tenant_load(self, tenant: str) -> tuple[int, int]:
+        """What the tenant has under way: unfinished jobs, and their frames (of the sources,
+        known once planned)."""
+        with self.sessions() as s:
+            active, frames = s.execute(
+                select(func.count(), func.coalesce(func.sum(Job.frames_total), 0)).where(
+                    Job.tenant == tenant, Job.state.not_in(FINISHED_JOB_STATES)
+                )
+            ).one()
+        return int(active or 0), int(frames or 0)
 
     def progress(self, job_ids: Sequence[str]) -> Progress:
         """Totals over these jobs in one statement: a bar over a directory of thousands of files

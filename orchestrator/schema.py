@@ -10,7 +10,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -44,6 +44,8 @@ class Base(DeclarativeBase):
 
 class Job(Base):
     __tablename__ = "jobs"
+    # One job per tenant and Idempotency-Key (NULLs never clash: jobs without a key).
+    __table_args__ = (UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency"),)
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     batch_id: Mapped[str | None] = mapped_column(String(16), index=True)
@@ -62,6 +64,11 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     collected_at: Mapped[datetime | None] = mapped_column(DateTime)  # its intermediates deleted
+    # Submitted over HTTP: whose it is, who to tell when it ends, and what made it (idempotency).
+    tenant: Mapped[str | None] = mapped_column(ForeignKey("tenants.name"), index=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of what the key was sent with
 
 
 class Task(Base):
@@ -114,3 +121,73 @@ class Artifact(Base):
     key: Mapped[str] = mapped_column(Text, unique=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Tenant(Base):
+    """Who submits over HTTP. Limits bound what it may have under way at once."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    webhook_secret: Mapped[str] = mapped_column(Text)  # whsec_<base64>, Standard Webhooks' form
+    max_active_jobs: Mapped[int] = mapped_column(Integer)  # queued or running
+    max_queued_frames: Mapped[int] = mapped_column(BigInteger)  # frames of its unfinished jobs
+    prefixes: Mapped[list[str]] = mapped_column(JSON, default=list)  # store keys it may submit by reference
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """A tenant's API key, kept only as its SHA-256: the key is 32 random bytes, so a fast
+    hash is enough (nothing to brute-force), and a stolen table opens nothing."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # shown in listings, part of the key
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class WebhookState(enum.StrEnum):
+    PENDING = "pending"  # to be sent (again) at next_attempt_at
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # attempts used up; a replay makes it pending again
+
+
+class WebhookDelivery(Base):
+    """One event of a job for its webhook (the outbox): made when the job ends, sent and
+    retried with backoff until the receiver takes it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("job_id", "event", name="uq_webhook_job_event"),
+        Index("ix_webhook_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(64))  # webhook-id: the same on every retry
+    event: Mapped[str] = mapped_column(String(32))  # job.done, job.failed, job.cancelled
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=WebhookState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class WebhookAttempt(Base):
+    """The delivery log: one row per request sent."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None: no answer (refused, timed out)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)

@@ -34,11 +34,19 @@ class Settings:
     resend_s: float = 300.0  # a ready task whose message is this old is sent again (broker lost it)
     keep_intermediates: bool = False  # keep every stage's segments of a finished job (debugging)
     outputs_ttl_days: float | None = None  # outputs and inputs of jobs finished longer ago go (gc)
+    max_upload_mb: float = 4096.0  # the largest file `POST /v1/jobs` takes
+    # Webhooks to loopback, link-local and private addresses are refused unless this is set
+    # (a receiver on the operator's own network; the tests' local receiver).
+    webhook_allow_private: bool = False
 
     @property
     def outputs_ttl_s(self) -> float | None:
         """How long outputs of finished jobs are kept (None: for ever)."""
         return self.outputs_ttl_days * 86400 if self.outputs_ttl_days else None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
 
     @property
     def embedded(self) -> bool:
@@ -65,6 +73,8 @@ class Settings:
             resend_s=_number(env, "FRAMEQ_RESEND_S", float, 300.0),
             keep_intermediates=_flag(env, "FRAMEQ_KEEP_INTERMEDIATES"),
             outputs_ttl_days=_number(env, "FRAMEQ_OUTPUTS_TTL_DAYS", float, 0.0) or None,
+            max_upload_mb=_number(env, "FRAMEQ_MAX_UPLOAD_MB", float, 4096.0),
+            webhook_allow_private=_flag(env, "FRAMEQ_WEBHOOK_ALLOW_PRIVATE"),
         )
         return settings.with_changes(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -78,6 +88,8 @@ class Settings:
             raise ConfigError(
                 f"FRAMEQ_OUTPUTS_TTL_DAYS must be >= 0 (0: keep for ever), got {self.outputs_ttl_days}"
             )
+        if self.max_upload_mb <= 0:
+            raise ConfigError(f"FRAMEQ_MAX_UPLOAD_MB must be > 0, got {self.max_upload_mb}")
         check_encoding(self.crf, self.preset)
         check_work(self.segment_s, self.batch_frames, self.max_pixels, self.matte_model)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

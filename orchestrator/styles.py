@@ -76,6 +76,13 @@ def parse_style(text: str) -> dict[str, Any]:
     return {"kind": kind, "path": str(path)}
 
 
+def names_a_file(text: str) -> bool:
+    """Whether `--style` names a local file (not a built-in, an index, a blend or a store key):
+    what the HTTP API never opens on the server's disk."""
+    value = text.strip()
+    return not (value.lower() in BUILTIN or _BLEND.fullmatch(value) or value.startswith(STORE_PREFIX))
+
+
 def _file_kind(name: str, shown: str) -> str:
     if name.lower().endswith(CHECKPOINT_SUFFIXES):
         return "checkpoint"

@@ -12,7 +12,7 @@ from orchestrator.errors import InputError, RecipeError, StoreRefused, Transient
 from orchestrator.inputs import check_file
 from orchestrator.params import JobParams
 from orchestrator.recipes import Recipe, get_recipe
-from orchestrator.repository import Repository
+from orchestrator.repository import Origin, Repository
 from orchestrator.schema import Job
 from orchestrator.settings import Settings
 from orchestrator.store import Store, source_key
@@ -75,6 +75,8 @@ def submit(
     also_outputs: tuple[str, ...] = (),
     style: StyleChoice = NO_STYLE_ASKED,
     job_id: str | None = None,
+    name: str | None = None,
+    origin: Origin | None = None,
 ) -> Job:
     """Record a job for `path`. A bad input still gets a job row, failed with the reason.
     A store that refuses for good fails the job too, then raises StoreRefused: every other
@@ -84,7 +86,8 @@ def submit(
     `also_outputs` names earlier stages to assemble as outputs of their own (the matte);
     `style`, what the style stage paints with (a picture or a checkpoint is uploaded too).
     `job_id`, when the caller chose it (new_id), lets it cancel the job should it be
-    interrupted while this runs.
+    interrupted while this runs. `name` is how errors name the input (an upload's own file
+    name rather than where it was spooled); `origin`, who submitted it over HTTP.
     """
     spec = get_recipe(recipe)
     # The caller's mistakes, no job.
@@ -116,7 +119,7 @@ def submit(
     style = replace(style, style=stored_style or None)
     # Files uploaded with the source, each to the key recorded for it.
     attached = [(d["key"], Path(d["path"])) for d in (stored_background, stored_style) if "path" in d]
-    name = str(path)
+    name = name or str(path)
     job = repo.create_job(
         job_id=job_id,
         recipe=recipe,
@@ -124,6 +127,7 @@ def submit(
         source_key=source_key(job_id, path.suffix),
         priority=priority,
         batch_id=batch_id,
+        origin=origin,
         params=job_params(settings, output_suffix, stored_background or None, also_outputs, style).to_json(),
     )
     try:

@@ -1,0 +1,1 @@
+"""The HTTP API and web dashboard (`frameq api`): an entry point beside the CLI."""

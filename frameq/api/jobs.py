@@ -1,0 +1,483 @@
+"""`/v1/jobs`: submit, watch, list, download, cancel; the webhook log of a job.
+
+A tenant sees only its own jobs: another tenant's job answers 404, as a job that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from frameq.api.auth import CurrentServices, CurrentTenant
+from frameq.api.schemas import (
+    AttemptOut,
+    DeliveryOut,
+    JobByReference,
+    JobOut,
+    JobPage,
+    RecipeParams,
+    StageOut,
+)
+from frameq.api.services import Services
+from frameq.api.uploads import Form, UploadError, read_form
+from orchestrator.background import parse_background, parse_colour
+from orchestrator.dispatch import PRIORITIES
+from orchestrator.errors import ConfigError, FrameqError, InputError, JobNotFound
+from orchestrator.inputs import output_suffix_for
+from orchestrator.outputs import output_keys
+from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
+from orchestrator.repository import JobFilter, JobView, Origin, StageView
+from orchestrator.schema import Job, JobState, TaskState, Tenant
+from orchestrator.store import LocalStore
+from orchestrator.styles import STORE_PREFIX, StyleChoice, names_a_file, parse_style
+from orchestrator.submit import new_id, submit
+from orchestrator.webhooks import check_url
+
+log = logging.getLogger("frameq.api")
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+FILE_FIELDS = {"file", "style_file", "background_file"}
+PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
+RETRY_AFTER_S = 30  # a tenant at its limit: about how long a job takes to make room
+PAGE_MAX = 200
+
+
+@dataclass
+class Submission:
+    """A request to make a job, parsed and checked, before anything is recorded."""
+
+    recipe: Recipe
+    params: RecipeParams
+    priority: str
+    webhook_url: str | None
+    name: str  # the input as errors and listings name it
+    source: Path | None = None  # an upload's spool file
+    source_key: str | None = None  # or an object already in the store
+    files: dict[str, Any] = field(default_factory=dict)  # style_file, background_file uploads
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # what idempotency compares
+
+
+def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(status, detail, headers)
+
+
+def _check_store_key(key: str, tenant: Tenant) -> str:
+    """A store key the tenant may read: a plain relative key inside one of its prefixes."""
+    parts = key.split("/")
+    if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
+        raise _problem(422, f"store key {key!r}: a relative key without empty, . or .. parts")
+    if not any(key.startswith(prefix) for prefix in tenant.prefixes):
+        raise _problem(422, f"store key {key!r} is outside this tenant's prefixes")
+    return key
+
+
+def _parse(form_fields: dict[str, str], tenant: Tenant) -> tuple[Recipe, RecipeParams, str, str | None]:
+    try:
+        recipe = get_recipe(form_fields.get("recipe", ""))
+    except FrameqError as exc:
+        raise _problem(422, str(exc)) from None
+    try:
+        params = RecipeParams.model_validate_json(form_fields.get("params") or "{}")
+    except ValidationError as exc:
+        raise HTTPException(422, json.loads(exc.json(include_url=False))) from None
+    priority = form_fields.get("priority", "normal")
+    if priority not in PRIORITIES:
+        raise _problem(422, f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+    webhook = form_fields.get("webhook_url") or None
+    return recipe, params, priority, webhook
+
+
+def _style(params: RecipeParams, form: Form | None, tenant: Tenant) -> StyleChoice:
+    style = None
+    if params.style is not None:
+        if names_a_file(params.style):
+            raise _problem(422, "style: a picture or checkpoint comes as the style_file part, not a path")
+        if params.style.strip().startswith(STORE_PREFIX):
+            _check_store_key(params.style.strip()[len(STORE_PREFIX) :], tenant)
+        style = parse_style(params.style)
+    upload = form.files.get("style_file") if form else None
+    if upload is not None:
+        if style is not None:
+            raise _problem(422, "give the style as params.style or as style_file, not both")
+        style = parse_style(str(upload.path))
+    return StyleChoice(
+        style=style,
+        strength=params.strength,
+        preserve_colour=params.preserve_colour,
+        size=params.style_size,
+        stabilise=params.stabilise,
+    )
+
+
+def _background(params: RecipeParams, form: Form | None) -> dict[str, Any] | None:
+    upload = form.files.get("background_file") if form else None
+    if params.background is not None and upload is not None:
+        raise _problem(422, "give the background as params.background or as background_file, not both")
+    if params.background is not None:
+        colour = parse_colour(params.background)
+        if colour is None:
+            raise _problem(422, f"background {params.background!r}: a colour (#RRGGBB, R,G,B or a name)")
+        return {"colour": colour}
+    if upload is not None:
+        return parse_background(str(upload.path))
+    return None
+
+
+def request_hash(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_out(view: JobView, stages: list[StageView] | None = None) -> JobOut:
+    job = view.job
+    total = job.frames_total
+    progress = 1.0 if job.state == JobState.DONE else (view.frames_done / total if total else 0.0)
+    return JobOut(
+        id=job.id,
+        state=job.state,  # type: ignore[arg-type]
+        recipe=job.recipe,
+        input_name=job.input_name,
+        priority=PRIORITY_NAMES.get(job.priority, "normal"),  # type: ignore[arg-type]
+        batch_id=job.batch_id,
+        progress=round(min(progress, 1.0), 4),
+        frames_done=total if job.state == JobState.DONE else view.frames_done,
+        frames_total=total,
+        current_stage=view.current_stage,
+        stages=[_stage_out(s) for s in stages] if stages is not None else None,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        result_url=f"/v1/jobs/{job.id}/result" if job.state == JobState.DONE else None,
+        webhook_url=job.webhook_url,
+    )
+
+
+def _stage_out(stage: StageView) -> StageOut:
+    states = stage.tasks_by_state
+    for state in (
+        TaskState.FAILED,
+        TaskState.RUNNING,
+        TaskState.CANCELLED,
+        TaskState.READY,
+        TaskState.WAITING,
+    ):
+        if states.get(state):
+            summary = str(state)
+            break
+    else:
+        summary = TaskState.DONE
+    return StageOut(
+        stage=stage.stage,
+        state=summary,
+        frames_done=stage.frames_done,
+        frames_total=stage.frames_total,
+        tasks=states,
+        started_at=stage.started_at,
+        finished_at=stage.finished_at,
+    )
+
+
+def own_job(svc: Services, tenant: Tenant, job_id: str) -> Job:
+    """The tenant's job, or 404 (the same answer whether it exists for another tenant or not)."""
+    try:
+        job = svc.repo.get_job(job_id)
+    except JobNotFound:
+        job = None
+    if job is None or job.tenant != tenant.name:
+        raise _problem(404, f"no job {job_id!r}")
+    return job
+
+
+def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str | None) -> tuple[Job, bool]:
+    """Record the job (blocking: the upload goes to the store). (job, made now)."""
+    fingerprint = request_hash(sub.fingerprint)
+    if idempotency_key is not None:
+        earlier = svc.repo.find_idempotent(tenant.name, idempotency_key)
+        if earlier is not None:
+            return _same_request(earlier, fingerprint), False
+    active, frames = svc.repo.tenant_load(tenant.name)
+    if active >= tenant.max_active_jobs or frames >= tenant.max_queued_frames:
+        what = (
+            f"{active} jobs under way (limit {tenant.max_active_jobs})"
+            if active >= tenant.max_active_jobs
+            else f"{frames} frames queued (limit {tenant.max_queued_frames})"
+        )
+        raise _problem(
+            429, f"tenant {tenant.name} has {what}: try again later", {"Retry-After": str(RETRY_AFTER_S)}
+        )
+    if sub.webhook_url is not None:
+        try:
+            check_url(sub.webhook_url, svc.settings.webhook_allow_private)
+        except ConfigError as exc:
+            raise _problem(422, str(exc)) from None
+    params = sub.params
+    alpha = sub.recipe.alpha
+    suffix = output_suffix_for(
+        Path(sub.name), Path(f"output.{params.format}") if params.format else None, alpha
+    )
+    origin = Origin(tenant.name, sub.webhook_url, idempotency_key, fingerprint)
+    kwargs: dict[str, Any] = {
+        "priority": PRIORITIES[sub.priority],
+        "background": sub.files.get("background"),
+        "also_outputs": (MATTE_STAGE,) if params.with_matte else (),
+        "style": sub.files["style"],
+        "job_id": new_id(),
+        "name": sub.name,
+        "origin": origin,
+    }
+    try:
+        if sub.source_key is not None:
+            with svc.store.reading(sub.source_key) as local:
+                job = submit(svc.repo, svc.store, svc.settings, local, sub.recipe.name, suffix, **kwargs)
+        else:
+            assert sub.source is not None
+            job = submit(svc.repo, svc.store, svc.settings, sub.source, sub.recipe.name, suffix, **kwargs)
+    except IntegrityError:  # the same key sent twice at once: the other request made the job
+        earlier = svc.repo.find_idempotent(tenant.name, idempotency_key or "")
+        if earlier is None:
+            raise
+        return _same_request(earlier, fingerprint), False
+    if svc.dispatcher is not None and job.state != JobState.FAILED:
+        try:
+            svc.dispatcher.send([t.id for t in svc.repo.tasks(job.id) if t.state == TaskState.READY])
+        except Exception as exc:  # the job is recorded: the reconciler sends it once the broker is back
+            log.warning("job %s recorded but not sent (the reconciler will): %s", job.id, exc)
+    return job, True
+
+
+def _same_request(job: Job, fingerprint: str) -> Job:
+    if job.request_hash != fingerprint:
+        raise _problem(422, "this Idempotency-Key was used with another request")
+    return job
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=JobOut,
+    summary="Submit a job",
+    responses={200: {"model": JobOut, "description": "The job made earlier with this Idempotency-Key"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["recipe"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary", "description": "The media"},
+                            "source": {"type": "string", "description": "Or a store key"},
+                            "recipe": {"type": "string"},
+                            "params": {"type": "string", "description": "RecipeParams as JSON"},
+                            "priority": {"type": "string", "enum": list(PRIORITIES)},
+                            "webhook_url": {"type": "string"},
+                            "style_file": {"type": "string", "format": "binary"},
+                            "background_file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                },
+                "application/json": {"schema": {"$ref": "#/components/schemas/JobByReference"}},
+            },
+        }
+    },
+)
+async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTenant) -> Response:
+    """Upload media (multipart, streamed to the store) or name an object in the store (JSON)."""
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise _problem(422, "Idempotency-Key must be 1 to 255 characters")
+    content_type = request.headers.get("content-type", "")
+    form: Form | None = None
+    try:
+        if content_type.startswith("application/json"):
+            sub = _by_reference(await request.body(), tenant)
+        else:
+            length = request.headers.get("content-length")
+            if (
+                length is not None
+                and length.isdigit()
+                and int(length) > svc.settings.max_upload_bytes + 1024 * 1024
+            ):
+                raise _problem(413, f"upload larger than the limit of {svc.settings.max_upload_mb:g} MiB")
+            try:
+                form = await read_form(
+                    content_type,
+                    request.stream(),
+                    svc.settings.home / "uploads",
+                    svc.settings.max_upload_bytes,
+                    FILE_FIELDS,
+                )
+            except UploadError as exc:
+                raise _problem(exc.status, str(exc)) from None
+            sub = _by_upload(form, tenant)
+        sub.files["style"] = _style(sub.params, form, tenant)
+        sub.files["background"] = _background(sub.params, form)
+        job, made = await run_in_threadpool(_record, svc, tenant, sub, idempotency_key)
+    except InputError as exc:  # a style or background file that is not one
+        raise _problem(422, str(exc)) from None
+    except (ConfigError, FrameqError) as exc:
+        raise _problem(422, str(exc)) from None
+    finally:
+        if form is not None:
+            form.close()
+    body = job_out(svc.repo.view(job.id)).model_dump(mode="json")
+    return JSONResponse(body, status_code=201 if made else 200, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+def _by_upload(form: Form, tenant: Tenant) -> Submission:
+    recipe, params, priority, webhook = _parse(form.fields, tenant)
+    upload, key = form.files.get("file"), form.fields.get("source")
+    if (upload is None) == (key is None):
+        raise _problem(422, "give the media as the file part or a store key as source (one of them)")
+    files = {name: f.sha256 for name, f in form.files.items()}
+    fingerprint = {
+        "recipe": recipe.name,
+        "params": params.model_dump(),
+        "priority": priority,
+        "webhook": webhook,
+    }
+    fingerprint |= {"files": files, "source": key}
+    if upload is not None:
+        return Submission(
+            recipe, params, priority, webhook, upload.name, source=upload.path, fingerprint=fingerprint
+        )
+    assert key is not None
+    key = _check_store_key(key, tenant)
+    return Submission(recipe, params, priority, webhook, key, source_key=key, fingerprint=fingerprint)
+
+
+def _by_reference(body: bytes, tenant: Tenant) -> Submission:
+    try:
+        request = JobByReference.model_validate_json(body)
+    except ValidationError as exc:
+        raise HTTPException(422, json.loads(exc.json(include_url=False))) from None
+    recipe, _, _, _ = _parse({"recipe": request.recipe}, tenant)
+    key = _check_store_key(request.source, tenant)
+    fingerprint = {"json": request.model_dump()}
+    return Submission(
+        recipe,
+        request.params,
+        request.priority,
+        request.webhook_url,
+        key,
+        source_key=key,
+        fingerprint=fingerprint,
+    )
+
+
+@router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")
+def list_jobs(
+    svc: CurrentServices,
+    tenant: CurrentTenant,
+    state: Annotated[JobState | None, Query()] = None,
+    recipe: Annotated[str | None, Query(max_length=64)] = None,
+    batch: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobPage:
+    before = _cursor(cursor) if cursor else None
+    where = JobFilter(tenant=tenant.name, state=state, recipe=recipe, batch_id=batch, before=before)
+    views = svc.repo.list_jobs(limit + 1, where)
+    page = [job_out(v) for v in views[:limit]]
+    next_cursor = None
+    if len(views) > limit:
+        last = views[limit - 1].job
+        next_cursor = base64.urlsafe_b64encode(f"{last.created_at.isoformat()}|{last.id}".encode()).decode()
+    return JobPage(jobs=page, next_cursor=next_cursor)
+
+
+def _cursor(text: str) -> tuple[datetime, str]:
+    try:
+        created, _, job_id = base64.urlsafe_b64decode(text.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, UnicodeDecodeError):
+        raise _problem(422, "cursor: not one this API gave") from None
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's state and progress per stage")
+def get_job(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> JobOut:
+    own_job(svc, tenant, job_id)
+    return job_out(svc.repo.view(job_id), svc.repo.stages(job_id))
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    summary="Download the result",
+    responses={200: {"content": {"application/octet-stream": {}}}, 307: {"description": "Presigned URL"}},
+)
+def get_result(
+    job_id: str,
+    svc: CurrentServices,
+    tenant: CurrentTenant,
+    output: Annotated[str, Query(pattern="^(result|matte)$")] = "result",
+) -> Response:
+    """The output file: streamed from the local store, or a redirect to a presigned S3 URL."""
+    job = own_job(svc, tenant, job_id)
+    if job.state != JobState.DONE or not job.output_key:
+        raise _problem(409, f"job {job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
+    keys = output_keys(job)
+    key = keys[0] if output == "result" else next((k for k in keys[1:]), None)
+    if key is None:
+        raise _problem(404, f"job {job_id} kept no matte (submit with params.with_matte)")
+    stem = PurePosixPath(job.input_name).stem or "result"
+    filename = f"{stem}-{job.recipe}{'-matte' if output == 'matte' else ''}{PurePosixPath(key).suffix}"
+    if isinstance(svc.store, LocalStore):
+        path = svc.store.path(key)
+        if not path.is_file():
+            raise _problem(410, f"job {job_id}: its result has been deleted (FRAMEQ_OUTPUTS_TTL_DAYS)")
+        return FileResponse(path, filename=filename)
+    presign = getattr(svc.store, "presigned_url", None)
+    if presign is None:
+        raise _problem(501, "this store cannot hand out downloads")
+    return RedirectResponse(presign(key), status_code=307)
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut, summary="Cancel a job")
+def cancel_job(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> JobOut:
+    """Queued tasks are dropped, running ones stop at their next batch. A finished job: 409."""
+    job = own_job(svc, tenant, job_id)
+    if not svc.repo.cancel_job(job_id):
+        raise _problem(409, f"job {job_id} is {job.state} already")
+    return job_out(svc.repo.view(job_id))
+
+
+@router.get("/jobs/{job_id}/webhooks", response_model=list[DeliveryOut], summary="The job's webhook log")
+def webhook_log(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> list[DeliveryOut]:
+    own_job(svc, tenant, job_id)
+    return [
+        DeliveryOut(
+            id=d.id,
+            message_id=d.message_id,
+            event=d.event,
+            url=d.url,
+            state=d.state,
+            attempts=[
+                AttemptOut(at=a.at, status_code=a.status_code, error=a.error, duration_ms=a.duration_ms)
+                for a in attempts
+            ],
+            next_attempt_at=d.next_attempt_at if d.state == "pending" else None,
+            delivered_at=d.delivered_at,
+        )
+        for d, attempts in svc.webhooks.deliveries(job_id)
+    ]
+
+
+@router.post("/jobs/{job_id}/webhooks/replay", status_code=202, summary="Send the job's webhooks again")
+def replay_webhooks(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> dict[str, int]:
+    job = own_job(svc, tenant, job_id)
+    if not job.webhook_url:
+        raise _problem(409, f"job {job_id} has no webhook")
+    return {"replayed": svc.webhooks.replay(job_id)}

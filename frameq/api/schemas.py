@@ -1,0 +1,115 @@
+"""What the HTTP API takes and gives, as pydantic models: the OpenAPI document is made from them.
+
+The ranges come from the orchestrator's own rules (styles.py, dispatch.py, inputs.py), so a
+parameter the CLI refuses is refused here too, with a 422 naming it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.inputs import IMAGE_OUTPUT_SUFFIXES, VIDEO_OUTPUT_SUFFIXES
+from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE
+
+OUTPUT_FORMATS = tuple(sorted({s.lstrip(".") for s in VIDEO_OUTPUT_SUFFIXES + IMAGE_OUTPUT_SUFFIXES}))
+Priority = Literal["high", "normal", "bulk"]  # dispatch.PRIORITIES' names
+
+
+class RecipeParams(BaseModel):
+    """A recipe's options; those of the style apply only to recipes that paint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    style: str | None = Field(
+        None,
+        max_length=200,
+        description="An index 0..25, a blend such as 3:0.5,12:0.5, a built-in name, or store:KEY "
+        "(within the tenant's prefixes); a picture or checkpoint comes as the style_file part.",
+    )
+    strength: float = Field(DEFAULT_STRENGTH, ge=0.0, le=1.0, description="0: the original; 1: fully styled")
+    preserve_colour: bool = False
+    style_size: int | None = Field(None, ge=MIN_SIZE, le=MAX_SIZE, description="Short side the style runs at")
+    stabilise: bool = Field(True, description="Video: carry each styled frame to the next (less flicker)")
+    background: str | None = Field(
+        None,
+        max_length=64,
+        description="A colour (#RRGGBB, R,G,B or a name); a file comes as background_file",
+    )
+    format: Literal[OUTPUT_FORMATS] | None = Field(None, description="Output format; default by input")  # type: ignore[valid-type]
+    with_matte: bool = Field(False, description="Also keep the people's matte as an output")
+
+
+class JobByReference(BaseModel):
+    """`POST /v1/jobs` as JSON: the source is an object already in the store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        ..., min_length=1, max_length=1024, description="Store key within the tenant's prefixes"
+    )
+    recipe: str = Field(..., min_length=1, max_length=64)
+    params: RecipeParams = Field(default_factory=RecipeParams)
+    priority: Priority = "normal"
+    webhook_url: str | None = Field(None, max_length=2048)
+
+
+class StageOut(BaseModel):
+    stage: str
+    state: str
+    frames_done: int
+    frames_total: int
+    tasks: dict[str, int]
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobOut(BaseModel):
+    id: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    recipe: str
+    input_name: str
+    priority: Priority
+    batch_id: str | None
+    progress: float = Field(description="0..1, frames done of the job's frames")
+    frames_done: int
+    frames_total: int
+    current_stage: str | None
+    stages: list[StageOut] | None = Field(None, description="Per stage (in GET /v1/jobs/{id})")
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result_url: str | None = Field(None, description="Where to download the result, once done")
+    webhook_url: str | None
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page")
+
+
+class AttemptOut(BaseModel):
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    message_id: str
+    event: str
+    url: str
+    state: str
+    attempts: list[AttemptOut]
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+class Problem(BaseModel):
+    """Every error answer: what was wrong, in one line."""
+
+    detail: str

@@ -1,0 +1,191 @@
+"""Multipart uploads streamed to disk as they arrive, with a size limit enforced while reading.
+
+A file part never sits whole in memory: each chunk goes to a spool file in the API's upload
+folder and into a running SHA-256 (the idempotency check compares it). Text fields are small
+and kept in memory, at most FIELD_BYTES each. The client's file name is kept only for display
+and for its suffix; the spool file's own name is ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import unicodedata
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO
+
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+
+FIELD_BYTES = 64 * 1024
+MAX_PARTS = 16
+_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
+
+
+class UploadError(Exception):
+    """The request body is not a form this API takes; `status` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class UploadedFile:
+    field: str
+    name: str  # the client's file name, made safe to show: no folders, no control characters
+    path: Path  # the spool file, named by us, with the client's suffix (decoders go by it)
+    size: int = 0
+    sha256: str = ""
+
+
+@dataclass
+class Form:
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, UploadedFile] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for upload in self.files.values():
+            upload.path.unlink(missing_ok=True)
+
+
+def safe_name(raw: str) -> str:
+    """The last component of a client's path (either slash), printable, at most 200 characters."""
+    name = PureWindowsPath(PurePosixPath(raw).name).name
+    name = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c)[0] != "C")
+    name = name.strip().lstrip(".")[:200]
+    return name or "upload"
+
+
+def suffix_of(name: str) -> str:
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix if _SUFFIX.fullmatch(suffix) else ""
+
+
+async def read_form(
+    content_type: str, chunks: AsyncIterator[bytes], spool: Path, max_bytes: int, file_fields: set[str]
+) -> Form:
+    """Parse a multipart/form-data body into text fields and spooled files. Files may only come
+    in `file_fields`; all files together may hold `max_bytes`. On any error the spooled files
+    are removed and UploadError says what was wrong."""
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise UploadError(415, "send the job as multipart/form-data")
+    form = Form()
+    state = _PartState()
+    spool.mkdir(parents=True, exist_ok=True)
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state.header_field += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state.header_value += data[start:end]
+
+    def on_header_end() -> None:
+        state.headers[state.header_field.decode("latin-1").lower()] = state.header_value
+        state.header_field, state.header_value = b"", b""
+
+    def on_headers_finished() -> None:
+        disposition, params = parse_options_header(state.headers.get("content-disposition", b""))
+        name = params.get(b"name")
+        if disposition != b"form-data" or name is None:
+            raise UploadError(422, "every part needs Content-Disposition: form-data; name=...")
+        state.name = name.decode("utf-8", "replace")
+        if len(form.fields) + len(form.files) >= MAX_PARTS:
+            raise UploadError(422, f"too many parts (at most {MAX_PARTS})")
+        if state.name in form.fields or state.name in form.files:
+            raise UploadError(422, f"part {state.name!r} given twice")
+        filename = params.get(b"filename")
+        if filename is None:
+            state.file, state.buffer = None, bytearray()
+            return
+        if state.name not in file_fields:
+            raise UploadError(
+                422, f"part {state.name!r} cannot be a file (files: {', '.join(sorted(file_fields))})"
+            )
+        shown = safe_name(filename.decode("utf-8", "replace"))
+        # Closed at the part's end (on_part_end) or on any error (_PartState.close).
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            dir=spool,
+            prefix="upload-",
+            suffix=suffix_of(shown),
+            delete=False,
+        )
+        state.file, state.hash = handle, hashlib.sha256()
+        form.files[state.name] = UploadedFile(state.name, shown, Path(handle.name))
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        piece = data[start:end]
+        if state.file is None:
+            state.buffer += piece
+            if len(state.buffer) > FIELD_BYTES:
+                raise UploadError(413, f"field {state.name!r} is longer than {FIELD_BYTES} bytes")
+            return
+        state.total += len(piece)
+        if state.total > max_bytes:
+            raise UploadError(413, f"upload larger than the limit of {max_bytes // (1024 * 1024)} MiB")
+        state.file.write(piece)
+        state.hash.update(piece)
+
+    def on_part_end() -> None:
+        if state.file is None:
+            form.fields[state.name] = state.buffer.decode("utf-8", "replace")
+        else:
+            state.file.close()
+            upload = form.files[state.name]
+            upload.size, upload.sha256 = upload.path.stat().st_size, state.hash.hexdigest()
+            state.file = None
+        state.headers = {}
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+    except UploadError:
+        state.close()
+        form.close()
+        raise
+    except (MultipartParseError, ValueError) as exc:
+        state.close()
+        form.close()
+        raise UploadError(400, f"malformed multipart body: {exc}") from None
+    except BaseException:  # the client went away mid-upload: nothing of it stays
+        state.close()
+        form.close()
+        raise
+    if state.file is not None:  # the body ended inside a file part
+        state.close()
+        form.close()
+        raise UploadError(400, "malformed multipart body: it ends inside a part")
+    return form
+
+
+@dataclass
+class _PartState:
+    header_field: bytes = b""
+    header_value: bytes = b""
+    headers: dict[str, bytes] = field(default_factory=dict)
+    name: str = ""
+    file: IO[bytes] | None = None
+    buffer: bytearray = field(default_factory=bytearray)
+    hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    total: int = 0  # file bytes so far, all files together
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
