@@ -15,28 +15,23 @@ Prints frames/s of both and frameq/plain (the issue's target: at least 0.8).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import torch
+from loop import Work, side_by_side  # bench/ is on sys.path when this runs as a script
 
 from models.composite import styled_people
 from models.device import compute_dtype, pick_device, to_tensor, to_uint8
 from models.person import MatteState, PersonMatter
 from models.temporal import Stabiliser
-from orchestrator.formats import Format
 from orchestrator.styles import parse_style
-from workers.frames import batched
-from workers.media.video import SegmentWriter
 from workers.tasks.style import styler_for
 
-CRF, PRESET, BATCH = 20, "fast", 8
 DAVIS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "davis-dev"
 
 
@@ -56,47 +51,27 @@ def make_clip(path: Path, frames: int, source: Path) -> None:
         out.mux(video.encode(None))
 
 
-def plain_loop(src: Path, dst: Path, style: str) -> int:
-    device = pick_device("auto")
-    matter = PersonMatter(device, compute_dtype(device), "heavy")
-    styler = styler_for(parse_style(style), 1.0, False, None, device)
-    state, stabiliser = MatteState(), Stabiliser()
-    with av.open(str(src)) as inp:
-        stream = inp.streams.video[0]
-        stream.thread_type = "AUTO"
-        writer = SegmentWriter(
-            dst,
-            Format("h264", "rgb"),  # what the output stage writes for an .mp4
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            time_base=Fraction(stream.time_base),
-            rate=Fraction(stream.average_rate),
-            crf=CRF,
-            preset=PRESET,
-        )
-        count = 0
-        with writer, torch.inference_mode():
-            for batch in batched(inp.decode(stream), BATCH):
-                rgb = [f.to_ndarray(format="rgb24") for f in batch]
-                frames = to_tensor(rgb, device)
-                alpha = matter(frames, state)
-                # The matte stage stores its alpha as 8 bits: so does this, to composite alike.
-                alpha = alpha.mul(255).round().div(255).to(frames.dtype)
-                styled = stabiliser(rgb, styler(frames))
-                styled = styled.mul(255).round().div(255)
-                for out, frame in zip(to_uint8(styled_people(frames, styled, alpha)), batch, strict=True):
-                    writer.write(out, frame.pts)
-                count += len(batch)
-    return count
+def portrait_work(style: str) -> Callable[[], Work]:
+    """One pass of matte -> style -> stabilise -> composite, set up afresh for each run."""
 
+    def make() -> Work:
+        device = pick_device("auto")
+        matter = PersonMatter(device, compute_dtype(device), "heavy")
+        styler = styler_for(parse_style(style), 1.0, False, None, device)
+        state, stabiliser = MatteState(), Stabiliser()
 
-def frameq_run(src: Path, dst: Path, home: Path, style: str) -> None:
-    env = {**os.environ, "FRAMEQ_HOME": str(home), "FRAMEQ_CRF": str(CRF), "FRAMEQ_PRESET": PRESET}
-    env.pop("FRAMEQ_DATABASE_URL", None)
-    env.pop("FRAMEQ_STORE_URL", None)
-    frameq = Path(sys.executable).parent / "frameq"
-    command = [str(frameq), "run", str(src), "-o", str(dst), "-r", "portrait-style", "--style", style]
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        def work(rgb: list[np.ndarray]) -> list[np.ndarray]:
+            frames = to_tensor(rgb, device)
+            alpha = matter(frames, state)
+            # The matte stage stores its alpha as 8 bits: so does this, to composite alike.
+            alpha = alpha.mul(255).round().div(255).to(frames.dtype)
+            styled = stabiliser(rgb, styler(frames))
+            styled = styled.mul(255).round().div(255)
+            return to_uint8(styled_people(frames, styled, alpha))
+
+        return work
+
+    return make
 
 
 def main() -> None:
@@ -114,18 +89,8 @@ def main() -> None:
             f"clip: DAVIS {args.video} at 1280x720, {args.frames} frames; style {args.style}; "
             f"torch threads {torch.get_num_threads()}"
         )
-        plain_s, frameq_s = [], []
-        for i in range(args.repeat):
-            start = time.perf_counter()
-            assert plain_loop(clip, tmp / "plain.mp4", args.style) == args.frames
-            plain_s.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            frameq_run(clip, tmp / "frameq.mp4", tmp / f"home{i}", args.style)
-            frameq_s.append(time.perf_counter() - start)
-        plain, ours = min(plain_s), min(frameq_s)
-        print(f"plain loop   {args.frames / plain:6.2f} frames/s  ({plain:.1f} s)")
-        print(f"frameq run   {args.frames / ours:6.2f} frames/s  ({ours:.1f} s, process start included)")
-        print(f"ratio frameq/plain {plain / ours:.3f}  (target >= 0.8)")
+        options = ["-r", "portrait-style", "--style", args.style]
+        side_by_side(clip, args.frames, tmp, args.repeat, portrait_work(args.style), options, "target >= 0.8")
 
 
 if __name__ == "__main__":

@@ -12,63 +12,25 @@ Prints frames/s for both and frameq/plain. Usage: python bench/run_vs_loop.py [-
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
+import numpy as np
 import torch
 from clips import make_clip  # bench/ is on sys.path when this runs as a script
+from loop import Work, side_by_side
 
 from models.cartoon import cartoon
 from models.device import pick_device, to_tensor, to_uint8
-from orchestrator.formats import Format
-from workers.frames import batched
-from workers.media.video import SegmentWriter
-
-CRF, PRESET, BATCH = 20, "fast", 8
 
 
-def plain_loop(src: Path, dst: Path) -> int:
+def cartoon_work() -> Work:
     device = pick_device("auto")
-    with av.open(str(src)) as inp:
-        stream = inp.streams.video[0]
-        stream.thread_type = "AUTO"
-        writer = SegmentWriter(
-            dst,
-            Format("h264", "rgb"),  # what the output stage writes for an .mp4
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            time_base=Fraction(stream.time_base),
-            rate=Fraction(stream.average_rate),
-            crf=CRF,
-            preset=PRESET,
-        )
-        count = 0
-        with writer, torch.inference_mode():
-            for batch in batched(inp.decode(stream), BATCH):
-                outputs = to_uint8(cartoon(to_tensor([f.to_ndarray(format="rgb24") for f in batch], device)))
-                for out, frame in zip(outputs, batch, strict=True):
-                    writer.write(out, frame.pts)
-                count += len(batch)
-    return count
 
+    def work(rgb: list[np.ndarray]) -> list[np.ndarray]:
+        return to_uint8(cartoon(to_tensor(rgb, device)))
 
-def frameq_run(src: Path, dst: Path, home: Path) -> None:
-    env = {**os.environ, "FRAMEQ_HOME": str(home), "FRAMEQ_CRF": str(CRF), "FRAMEQ_PRESET": PRESET}
-    env.pop("FRAMEQ_DATABASE_URL", None)
-    env.pop("FRAMEQ_STORE_URL", None)
-    frameq = Path(sys.executable).parent / "frameq"
-    subprocess.run(
-        [str(frameq), "run", str(src), "-o", str(dst), "-r", "cartoon"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    return work
 
 
 def main() -> None:
@@ -84,19 +46,7 @@ def main() -> None:
             f"clip: 1920x1080, {args.frames} frames at 25 fps, AAC audio; "
             f"torch threads {torch.get_num_threads()}"
         )
-        plain_s, frameq_s = [], []
-        for i in range(args.repeat):
-            start = time.perf_counter()
-            frames = plain_loop(clip, tmp / "plain.mp4")
-            plain_s.append(time.perf_counter() - start)
-            assert frames == args.frames
-            start = time.perf_counter()
-            frameq_run(clip, tmp / "frameq.mp4", tmp / f"home{i}")
-            frameq_s.append(time.perf_counter() - start)
-        plain, ours = min(plain_s), min(frameq_s)
-        print(f"plain loop   {args.frames / plain:6.2f} frames/s  ({plain:.1f} s)")
-        print(f"frameq run   {args.frames / ours:6.2f} frames/s  ({ours:.1f} s, process start included)")
-        print(f"ratio frameq/plain {plain / ours:.3f}")
+        side_by_side(clip, args.frames, tmp, args.repeat, cartoon_work, ["-r", "cartoon"])
 
 
 if __name__ == "__main__":
