@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import sys
@@ -18,6 +19,7 @@ class ApiServer:
         self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.webhook_secrets: dict[str, str] = {}  # tenant -> whsec_..., as `keys create` printed it
         self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "frameq", "api", "--port", str(self.port)]
@@ -41,10 +43,14 @@ class ApiServer:
             time.sleep(0.2)
 
     def key(self, tenant: str | None = None, *options: str) -> tuple[str, str]:
-        """A new key for a tenant (a fresh one unless named): (tenant, key)."""
+        """A new key for a tenant (a fresh one unless named): (tenant, key). The tenant's
+        webhook secret, printed on stderr, is kept in `webhook_secrets`."""
         tenant = tenant or f"t-{secrets.token_hex(4)}"
         result = run_cli(self.env, "keys", "create", "--tenant", tenant, *options)
         assert result.returncode == 0, result.stderr
+        found = re.search(r"webhook secret: (whsec_[A-Za-z0-9+/=]+)", result.stderr)
+        assert found, result.stderr
+        self.webhook_secrets[tenant] = found.group(1)
         return tenant, result.stdout.strip()
 
     def client(self, key: str | None = None) -> httpx.Client:
