@@ -22,7 +22,7 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,8 +84,11 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: float = 300.0) -> bool:
-    """What a receiver checks (the tests use it): a signature of ours, and a fresh timestamp."""
+def verify(secret: str, headers: Mapping[str, str], body: bytes, tolerance_s: float = 300.0) -> bool:
+    """What a receiver checks (the tests use it): a signature of ours, and a fresh timestamp.
+    Header names in any case: HTTP's are case-insensitive, and receivers' frameworks differ in
+    the case they hand them over in."""
+    headers = {name.lower(): value for name, value in headers.items()}
     try:
         timestamp = int(headers["webhook-timestamp"])
         expected = sign(secret, headers["webhook-id"], timestamp, body)

@@ -1,0 +1,177 @@
+"""Webhook URLs a tenant may give, and the Standard Webhooks signatures a receiver checks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.webhooks import check_url, sign, verify
+
+SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+BODY = b'{"type":"job.done","data":{"id":"abc"}}'
+
+INTERNAL = [
+    "http://127.0.0.1:8080/hook",
+    "http://127.1/hook",  # shorthand for 127.0.0.1
+    "http://2130706433/hook",  # 127.0.0.1 as one decimal number
+    "http://10.1.2.3/hook",
+    "http://192.168.0.10/hook",
+    "http://172.16.5.4/hook",
+    "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+    "http://100.64.0.1/hook",  # carrier-grade NAT
+    "http://0.0.0.0/hook",
+    "http://[::1]:9000/hook",
+    "http://[::ffff:127.0.0.1]/hook",  # IPv4-mapped loopback
+    "http://[fd00::1]/hook",
+    "http://[fe80::1]/hook",
+    "http://localhost/hook",
+    "https://localhost:8443/hook",
+]
+
+
+@pytest.mark.parametrize("url", INTERNAL)
+def test_internal_hosts_are_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="FRAMEQ_WEBHOOK_ALLOW_PRIVATE"):
+        check_url(url, allow_private=False)
+
+
+@pytest.mark.parametrize("url", INTERNAL)
+def test_internal_hosts_are_taken_when_allowed(url: str) -> None:
+    assert check_url(url, allow_private=True) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://93.184.216.34/hook",
+        "file:///etc/passwd",
+        "gopher://93.184.216.34/",
+        "javascript:alert(1)",
+        "93.184.216.34/hook",  # no scheme
+        "http:///hook",  # no host
+    ],
+)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_only_http_urls_with_a_host(url: str, allow_private: bool) -> None:
+    with pytest.raises(ConfigError, match="http:// or https://"):
+        check_url(url, allow_private)
+
+
+@pytest.mark.parametrize("url", ["https://user:pw@93.184.216.34/hook", "http://user@127.0.0.1/hook"])
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_credentials_are_refused(url: str, allow_private: bool) -> None:
+    with pytest.raises(ConfigError, match="credentials"):
+        check_url(url, allow_private)
+
+
+def test_a_public_address_is_taken() -> None:
+    # Literal addresses: resolving them needs no DNS server.
+    assert (
+        check_url("https://93.184.216.34/hooks/frameq?x=1", False) == "https://93.184.216.34/hooks/frameq?x=1"
+    )
+    assert check_url("http://[2606:4700::1111]:8080/h", False) == "http://[2606:4700::1111]:8080/h"
+
+
+def test_a_host_that_does_not_resolve_is_refused() -> None:
+    with pytest.raises(ConfigError, match="does not resolve"):
+        check_url("https://no-such-host.invalid/hook", False)
+
+
+def headers_for(message_id: str, timestamp: int, signature: str) -> dict[str, str]:
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+
+
+def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The signature as the Standard Webhooks specification defines it, written out here."""
+    key = base64.b64decode(secret[len("whsec_") :])
+    mac = hmac.new(key, message_id.encode() + b"." + str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def test_sign_follows_the_specification() -> None:
+    now = int(time.time())
+    assert sign(SECRET, "msg_1", now, BODY) == standard_signature(SECRET, "msg_1", now, BODY)
+
+
+def test_specification_example() -> None:
+    # The example of the Standard Webhooks specification (its reference libraries' tests).
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == expected
+
+
+def test_verify_takes_a_fresh_signature_of_ours() -> None:
+    now = int(time.time())
+    assert verify(SECRET, headers_for("msg_1", now, sign(SECRET, "msg_1", now, BODY)), BODY)
+
+
+def test_verify_takes_one_valid_signature_among_several() -> None:
+    # During a secret rotation a sender may put several signatures, space-separated.
+    now = int(time.time())
+    other = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    both = f"{sign(other, 'msg_1', now, BODY)} {sign(SECRET, 'msg_1', now, BODY)}"
+    assert verify(SECRET, headers_for("msg_1", now, both), BODY)
+
+
+def test_verify_rejects_a_tampered_body() -> None:
+    now = int(time.time())
+    headers = headers_for("msg_1", now, sign(SECRET, "msg_1", now, BODY))
+    assert not verify(SECRET, headers, BODY.replace(b"abc", b"abd"))
+    assert not verify(SECRET, headers, BODY + b" ")
+
+
+def test_verify_rejects_another_message_id() -> None:
+    now = int(time.time())
+    assert not verify(SECRET, headers_for("msg_2", now, sign(SECRET, "msg_1", now, BODY)), BODY)
+
+
+def test_verify_rejects_a_wrong_secret() -> None:
+    now = int(time.time())
+    other = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    assert not verify(other, headers_for("msg_1", now, sign(SECRET, "msg_1", now, BODY)), BODY)
+
+
+@pytest.mark.parametrize("age_s", [301, 3600, -301])
+def test_verify_rejects_a_timestamp_out_of_tolerance(age_s: int) -> None:
+    # Correctly signed, but old (a replay) or from the future.
+    then = int(time.time()) - age_s
+    assert not verify(SECRET, headers_for("msg_1", then, sign(SECRET, "msg_1", then, BODY)), BODY)
+
+
+def test_verify_takes_a_timestamp_within_tolerance() -> None:
+    then = int(time.time()) - 200
+    assert verify(SECRET, headers_for("msg_1", then, sign(SECRET, "msg_1", then, BODY)), BODY)
+
+
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_verify_rejects_missing_headers(missing: str) -> None:
+    now = int(time.time())
+    headers = headers_for("msg_1", now, sign(SECRET, "msg_1", now, BODY))
+    del headers[missing]
+    assert not verify(SECRET, headers, BODY)
+
+
+def test_verify_rejects_a_malformed_timestamp_or_signature() -> None:
+    now = int(time.time())
+    good = sign(SECRET, "msg_1", now, BODY)
+    assert not verify(SECRET, {**headers_for("msg_1", now, good), "webhook-timestamp": "soon"}, BODY)
+    assert not verify(SECRET, headers_for("msg_1", now, good.removeprefix("v1,")), BODY)
+    assert not verify(SECRET, headers_for("msg_1", now, "v1a," + good[3:]), BODY)
+
+
+def test_verify_reads_header_names_in_any_case() -> None:
+    # HTTP header names are case-insensitive; a receiver may hand them over as they arrived.
+    now = int(time.time())
+    headers = {
+        "Webhook-Id": "msg_1",
+        "Webhook-Timestamp": str(now),
+        "Webhook-Signature": sign(SECRET, "msg_1", now, BODY),
+    }
+    assert verify(SECRET, headers, BODY)
