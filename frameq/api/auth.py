@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
 
@@ -10,6 +11,7 @@ from frameq.api.services import Services
 from orchestrator.schema import Tenant
 
 COOKIE = "frameq_key"  # the dashboard keeps the key in an HttpOnly, SameSite=Strict cookie
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def services(request: Request) -> Services:
@@ -24,6 +26,21 @@ def key_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.cookies.get(COOKIE)
 
 
+def same_origin(request: Request) -> bool:
+    """Whether the browser says the request comes from a page of this server: its Origin (else
+    its Referer) names the Host it was sent to. SameSite=Strict keeps the cookie from other
+    sites, but not from other origins of the same site (another port, a sibling subdomain)."""
+    source = request.headers.get("origin") or request.headers.get("referer") or ""
+    host = request.headers.get("host", "")
+    return bool(host) and urlsplit(source).netloc.lower() == host.lower()
+
+
+def _by_cookie(request: Request) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    explicit = (scheme.lower() == "bearer" and token) or request.headers.get("x-api-key")
+    return not explicit and COOKIE in request.cookies
+
+
 def tenant(request: Request, svc: Annotated[Services, Depends(services)]) -> Tenant:
     key = key_of(request)
     if not key:
@@ -33,6 +50,9 @@ def tenant(request: Request, svc: Annotated[Services, Depends(services)]) -> Ten
     found = svc.tenants.authenticate(key)
     if found is None:
         raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+    # A browser sends the cookie by itself: a change it carries must come from the dashboard.
+    if request.method not in SAFE_METHODS and _by_cookie(request) and not same_origin(request):
+        raise HTTPException(403, "cookie-authenticated changes must come from this server's own pages")
     return found
 
 
