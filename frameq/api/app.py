@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from frameq.api import batches, jobs
+from frameq.api import batches, jobs, metrics
 from frameq.api.auth import CurrentServices, CurrentTenant
 from frameq.api.services import Services
 from orchestrator.recipes import RECIPES
@@ -41,6 +41,7 @@ def create_app(settings: Settings, local_workers: int = 0) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(_meta)
+    app.include_router(metrics.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
