@@ -1,0 +1,274 @@
+"""The jobs API against a real `frameq api` process: submit, watch, list, download, cancel, and
+what a tenant's limits, idempotency keys and store prefixes do."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from tests.api.server import ApiServer
+from tests.media import audio_onset_s, decode, make_video
+
+
+@pytest.fixture(scope="module")
+def shared_key(api: ApiServer) -> str:
+    """A tenant for the tests that do not count its jobs (a key costs a CLI process)."""
+    return api.key()[1]
+
+
+def write_png(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    cv2.imwrite(str(path), rng.integers(0, 255, (96, 112, 3), dtype=np.uint8))
+    return path
+
+
+def upload(
+    client: httpx.Client,
+    name: str,
+    content: bytes,
+    recipe: str = "cartoon",
+    headers: dict[str, str] | None = None,
+    **fields: str,
+) -> httpx.Response:
+    return client.post(
+        "/v1/jobs", files={"file": (name, content)}, data={"recipe": recipe, **fields}, headers=headers
+    )
+
+
+def created(answer: httpx.Response) -> str:
+    assert answer.status_code == 201, answer.text
+    job_id: str = answer.json()["id"]
+    assert answer.headers["location"] == f"/v1/jobs/{job_id}"
+    return job_id
+
+
+def one_line_problem(answer: httpx.Response, status: int) -> str:
+    """The error answer's detail, checked to be the one line the API promises."""
+    assert answer.status_code == status, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and detail and "\n" not in detail, detail
+    return detail
+
+
+def listed(client: httpx.Client, **query: Any) -> list[str]:
+    answer = client.get("/v1/jobs", params=query)
+    assert answer.status_code == 200, answer.text
+    return [job["id"] for job in answer.json()["jobs"]]
+
+
+def test_a_video_shows_progress_per_stage_and_comes_back_with_its_audio(
+    api: ApiServer, shared_key: str, tmp_path: Path
+) -> None:
+    clip = make_video(tmp_path / "clip.mp4", width=160, height=120, frames=30)
+    with api.client(shared_key) as client:
+        job_id = created(upload(client, "clip.mp4", clip.path.read_bytes()))
+        polls: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 120
+        while not polls or polls[-1]["finished_at"] is None:
+            assert time.monotonic() < deadline, polls[-1]
+            answer = client.get(f"/v1/jobs/{job_id}")
+            assert answer.status_code == 200, answer.text
+            polls.append(answer.json())
+            time.sleep(0.1)
+        job = polls[-1]
+        assert job["state"] == "done", job["error"]
+        result = client.get(job["result_url"])
+    # The job was seen under way before it was done, and its progress never went back.
+    assert polls[0]["state"] in ("queued", "running") and polls[0]["progress"] < 1.0
+    progress = [p["progress"] for p in polls]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert job["frames_done"] == job["frames_total"] == 30
+    stages = {s["stage"]: s for s in job["stages"]}
+    assert list(stages) == ["plan", "style", "assemble"]
+    assert stages["style"]["frames_done"] == stages["style"]["frames_total"] == 30
+    for stage in stages.values():
+        assert stage["state"] == "done" and stage["finished_at"] is not None, stage
+        assert set(stage["tasks"]) == {"done"}
+    # Some poll caught it between stages: planned, the rest still to do.
+    between = [p["stages"] for p in polls if p["stages"] and p["state"] != "done"]
+    assert any(
+        s[0]["stage"] == "plan" and s[0]["state"] == "done" and s[-1]["state"] != "done" for s in between
+    ), between
+    # The download is the video: every frame, at its size, with the sound where it was.
+    assert result.status_code == 200
+    assert 'filename="clip-cartoon.mp4"' in result.headers["content-disposition"]
+    out = tmp_path / "out.mp4"
+    out.write_bytes(result.content)
+    decoded = decode(out)
+    assert len(decoded.frames) == 30
+    assert (decoded.width, decoded.height) == (160, 120)
+    assert decoded.audio_streams == 1
+    onset_in, onset_out = audio_onset_s(clip.path), audio_onset_s(out)
+    assert onset_in is not None and onset_out is not None and abs(onset_in - onset_out) < 0.01
+    # and it was styled, not copied
+    original = decode(clip.path)
+    assert np.abs(decoded.frames[5].astype(int) - original.frames[5].astype(int)).mean() > 1
+
+
+def test_listing_pages_through_every_job_once_and_filters(
+    api: ApiServer, shared_key: str, tmp_path: Path
+) -> None:
+    image = write_png(tmp_path / "in.png").read_bytes()
+    _, key = api.key()
+    with api.client(key) as client:
+        cartoons = [created(upload(client, f"in{i}.png", image)) for i in range(3)]
+        pencil = created(upload(client, "pencil.png", image, "style", params=json.dumps({"style": "pencil"})))
+        broken = created(upload(client, "broken.png", os.urandom(2000)))
+        submitted = [*cartoons, pencil, broken]
+        for job_id in submitted:
+            api.wait_finished(client, job_id)
+        # Pages of two, newest first, cover every job exactly once.
+        ids: list[str] = []
+        pages = 0
+        cursor = None
+        while True:
+            answer = client.get("/v1/jobs", params={"limit": 2} | ({"cursor": cursor} if cursor else {}))
+            assert answer.status_code == 200, answer.text
+            page = answer.json()
+            assert len(page["jobs"]) <= 2
+            ids += [j["id"] for j in page["jobs"]]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert ids == submitted[::-1]
+        assert pages == 3
+        assert listed(client, limit=5) == submitted[::-1]
+        # Filters by state and recipe, alone and together, and paged.
+        assert listed(client, state="failed") == [broken]
+        assert listed(client, recipe="style") == [pencil]
+        assert listed(client, state="done", recipe="cartoon") == cartoons[::-1]
+        assert listed(client, state="cancelled") == []
+        first = client.get("/v1/jobs", params={"state": "done", "limit": 3}).json()
+        rest = listed(client, state="done", limit=3, cursor=first["next_cursor"])
+        assert [j["id"] for j in first["jobs"]] + rest == [pencil, *cartoons[::-1]]
+        one_line_problem(client.get("/v1/jobs", params={"cursor": "not-a-cursor"}), 422)
+        assert client.get("/v1/jobs", params={"state": "sleeping"}).status_code == 422
+    # Another tenant sees none of them.
+    with api.client(shared_key) as client:
+        assert not set(listed(client, limit=200)) & set(submitted)
+        one_line_problem(client.get(f"/v1/jobs/{pencil}"), 404)
+        one_line_problem(client.get(f"/v1/jobs/{pencil}/result"), 404)
+
+
+def test_cancel_a_job_under_way(api: ApiServer, shared_key: str, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "clip.mp4", width=160, height=120, frames=30)
+    with api.client(shared_key) as client:
+        job_id = created(upload(client, "clip.mp4", clip.path.read_bytes()))
+        # Its result is not there yet
+        early = one_line_problem(client.get(f"/v1/jobs/{job_id}/result"), 409)
+        assert "queued" in early or "running" in early
+        # When it is cancelled, it says so at once
+        cancelled = client.delete(f"/v1/jobs/{job_id}")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["state"] == "cancelled"
+        # and cancelling again is refused, as is its result
+        assert "cancelled" in one_line_problem(client.delete(f"/v1/jobs/{job_id}"), 409)
+        assert "cancelled" in one_line_problem(client.get(f"/v1/jobs/{job_id}/result"), 409)
+        # Then no task of it runs any more: the one running stops at its next batch
+        deadline = time.monotonic() + 30
+        while True:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            states = {state for stage in job["stages"] for state in stage["tasks"]}
+            if states <= {"done", "cancelled"}:
+                break
+            assert time.monotonic() < deadline, job["stages"]
+            time.sleep(0.2)
+        assert job["state"] == "cancelled" and job["result_url"] is None
+        assert "cancelled" in states
+        one_line_problem(client.delete("/v1/jobs/000000000000"), 404)
+
+
+def test_idempotency_key(api: ApiServer, shared_key: str, tmp_path: Path) -> None:
+    image = write_png(tmp_path / "in.png").read_bytes()
+    _, key = api.key()
+    retry = {"Idempotency-Key": "order-42"}
+    with api.client(key) as client:
+        job_id = created(upload(client, "in.png", image, headers=retry))
+        # The same request again (a client retrying after a lost answer) gets the same job.
+        again = upload(client, "in.png", image, headers=retry)
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == job_id and again.headers["location"] == f"/v1/jobs/{job_id}"
+        # The same key with another request is refused: another recipe, or other media.
+        detail = one_line_problem(upload(client, "in.png", image, "style", headers=retry), 422)
+        assert "Idempotency-Key" in detail
+        other = write_png(tmp_path / "other.png", seed=1).read_bytes()
+        one_line_problem(upload(client, "in.png", other, headers=retry), 422)
+        assert listed(client) == [job_id]
+        assert api.wait_finished(client, job_id)["state"] == "done"
+        # After it finished, the key still names it.
+        assert upload(client, "in.png", image, headers=retry).json()["id"] == job_id
+        assert listed(client) == [job_id]
+    # Keys are the tenant's own: another tenant's same key makes its own job.
+    with api.client(shared_key) as client:
+        assert created(upload(client, "in.png", image, headers=retry)) != job_id
+
+
+def test_a_tenant_at_its_limit_is_told_to_retry_later(api: ApiServer, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "clip.mp4", width=160, height=120, frames=30)
+    image = write_png(tmp_path / "in.png").read_bytes()
+    _, key = api.key(None, "--max-active-jobs", "1")
+    with api.client(key) as client:
+        first = created(upload(client, "clip.mp4", clip.path.read_bytes()))
+        # While the first is under way, a second is refused, with when to try again
+        refused = upload(client, "in.png", image)
+        detail = one_line_problem(refused, 429)
+        assert "limit 1" in detail
+        assert int(refused.headers["retry-after"]) > 0
+        assert listed(client) == [first]
+        # Once the first is out of the way, the next is taken.
+        assert client.delete(f"/v1/jobs/{first}").status_code == 200
+        second = created(upload(client, "in.png", image))
+        assert api.wait_finished(client, second)["state"] == "done"
+
+
+def test_a_corrupt_upload_fails_its_own_job_only(api: ApiServer, shared_key: str, tmp_path: Path) -> None:
+    image = write_png(tmp_path / "in.png").read_bytes()
+    with api.client(shared_key) as client:
+        bad = created(upload(client, "x.mp4", os.urandom(4096)))
+        job = api.wait_finished(client, bad)
+        assert job["state"] == "failed"
+        error = str(job["error"])
+        assert "\n" not in error and "x.mp4" in error, error
+        assert api.env["FRAMEQ_HOME"] not in error  # the upload's name, not where it was spooled
+        assert "x.mp4" in one_line_problem(client.get(f"/v1/jobs/{bad}/result"), 409)
+        good = created(upload(client, "in.png", image))
+        assert api.wait_finished(client, good)["state"] == "done"
+        assert client.get(f"/v1/jobs/{good}/result").status_code == 200
+
+
+def test_a_job_from_an_object_in_the_store(api: ApiServer, shared_key: str, tmp_path: Path) -> None:
+    # Given an object put into the store under a tenant's prefix
+    stored = Path(api.env["FRAMEQ_HOME"]) / "store" / "uploads" / "acme" / "x.png"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    write_png(stored, seed=3)
+    _, key = api.key(None, "--prefix", "uploads/acme/")
+    with api.client(key) as client:
+        # When the tenant names it
+        answer = client.post("/v1/jobs", json={"source": "uploads/acme/x.png", "recipe": "cartoon"})
+        job_id = created(answer)
+        assert answer.json()["input_name"] == "uploads/acme/x.png"
+        job = api.wait_finished(client, job_id)
+        assert job["state"] == "done", job["error"]
+        result = client.get(str(job["result_url"]))
+        assert result.status_code == 200
+        # Keys outside its prefixes, or that climb out of them, are refused
+        for key_outside in ("uploads/other/x.png", "uploads/acme/../other/x.png", "jobs/x/output.png"):
+            answer = client.post("/v1/jobs", json={"source": key_outside, "recipe": "cartoon"})
+            one_line_problem(answer, 422)
+    # Then the result is that image, styled
+    out = cv2.imdecode(np.frombuffer(result.content, np.uint8), cv2.IMREAD_COLOR)
+    assert out.shape == (96, 112, 3)
+    assert np.abs(out.astype(int) - cv2.imread(str(stored)).astype(int)).mean() > 1
+    # and a tenant without the prefix may not name it
+    with api.client(shared_key) as client:
+        answer = client.post("/v1/jobs", json={"source": "uploads/acme/x.png", "recipe": "cartoon"})
+        assert "prefixes" in one_line_problem(answer, 422)
