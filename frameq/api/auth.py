@@ -1,4 +1,9 @@
-"""Who is asking: every request but health, metrics and the dashboard's login carries a key."""
+"""Who is asking: every request but health, metrics and the dashboard's login carries a key.
+
+The key comes as `Authorization: Bearer KEY`, else `X-API-Key: KEY`, else the dashboard's
+cookie. The three are FastAPI security schemes, so the OpenAPI document says which operations
+need a key and how it may be given.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,17 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from frameq.api.services import Services
 from orchestrator.schema import Tenant
 
 COOKIE = "frameq_key"  # the dashboard keeps the key in an HttpOnly, SameSite=Strict cookie
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# auto_error=False: a request without a key gets this API's own 401 (below), not FastAPI's.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer fq_...`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The key itself")
+_cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="The dashboard's session")
 
 
 def services(request: Request) -> Services:
@@ -41,8 +51,14 @@ def _by_cookie(request: Request) -> bool:
     return not explicit and COOKIE in request.cookies
 
 
-def tenant(request: Request, svc: Annotated[Services, Depends(services)]) -> Tenant:
-    key = key_of(request)
+def tenant(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+    cookie: Annotated[str | None, Depends(_cookie)],
+) -> Tenant:
+    key = (bearer.credentials.strip() if bearer is not None else "") or api_key or cookie
     if not key:
         raise HTTPException(
             401, "an API key is needed: Authorization: Bearer KEY", {"WWW-Authenticate": "Bearer"}
