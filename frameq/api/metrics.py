@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy.exc import SQLAlchemyError
 
 from frameq.api.auth import CurrentServices
+from frameq.api.schemas import Problem
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.repository import Repository
 from orchestrator.schema import JobState, TaskState, WebhookState
@@ -144,7 +145,10 @@ class FrameqCollector:
     "/metrics",
     summary="Prometheus metrics (text format, no key)",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "The text exposition format"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "The text exposition format"},
+        503: {"model": Problem, "description": "The database does not answer"},
+    },
 )
 async def metrics(svc: CurrentServices) -> Response:
     collector = FrameqCollector(svc.repo, svc.dispatcher)
