@@ -7,6 +7,11 @@ process that dies mid-send leaves them to another; each request sent is logged a
 A delivery that fails is retried with growing delays (RETRY_DELAYS_S), then marked failed;
 `replay` sends it again.
 
+Receivers are the tenants' own servers, so none is trusted to behave: a `Sender` sends several
+deliveries at once and each attempt, from connecting to the answer's status line, ends within
+TIMEOUT_S (a receiver dripping its answer a byte at a time included); the answer's body is not
+read; the host's addresses are checked as the connection is made, not only when the URL was.
+
 Requests are signed as the Standard Webhooks specification says: headers `webhook-id` (the
 same on every retry, so a receiver can drop duplicates), `webhook-timestamp` (Unix seconds) and
 `webhook-signature` (`v1,` and the base64 HMAC-SHA256 of `id.timestamp.body` under the tenant's
@@ -20,15 +25,19 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import socket
+import ssl
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -48,8 +57,11 @@ from orchestrator.schema import (
 # Delays before the 2nd, 3rd, ... attempt: quick first retries for a receiver restarting, then
 # spread over about six hours for one that is down (the schedule of common webhook senders).
 RETRY_DELAYS_S = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 3 * 3600.0)
+log = logging.getLogger("frameq.webhooks")
+
 SEND_LEASE_S = 60.0  # a claimed delivery not recorded within this is claimed again
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # for a whole attempt, from connecting to the answer's status line
+SENDERS = 8  # deliveries sent at once
 EVENTS = {"done": "job.done", "failed": "job.failed", "cancelled": "job.cancelled"}
 
 
@@ -61,21 +73,30 @@ def check_url(url: str, allow_private: bool) -> str:
         raise ConfigError(f"webhook URL must be http:// or https:// with a host, got {url!r}")
     if parts.username or parts.password:
         raise ConfigError("webhook URL must not carry credentials")
-    if allow_private:
-        return url
+    if not allow_private:
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise ConfigError(f"webhook URL {url!r}: {exc}") from None
+        allowed_addresses(parts.hostname, port, allow_private)
+    return url
+
+
+def allowed_addresses(host: str, port: int, allow_private: bool) -> list[str]:
+    """The addresses `host` resolves to, refused if any is internal (unless `allow_private`)."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"webhook host {parts.hostname!r} does not resolve: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        raise ConfigError(f"webhook host {host!r} does not resolve: {exc}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for text in addresses if not allow_private else ():
+        address = ipaddress.ip_address(text.split("%")[0])
         if not address.is_global or address.is_multicast:
             raise ConfigError(
-                f"webhook host {parts.hostname!r} is a loopback, link-local or private address ({address}); "
+                f"webhook host {host!r} is a loopback, link-local or private address ({address}); "
                 "FRAMEQ_WEBHOOK_ALLOW_PRIVATE=1 allows it"
             )
-    return url
+    return addresses
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -256,34 +277,161 @@ class Webhooks:
             return len(changed)
 
 
-def send(client: httpx.Client, delivery: Due, allow_private: bool) -> tuple[int | None, str | None]:
-    """POST one delivery; (status, error). The host is checked again: its address may have changed."""
+class Deadline:
+    """One end for every step of a request: a timeout per read alone would let a receiver that
+    answers a byte at a time hold the sender for ever."""
+
+    def __init__(self, end: float) -> None:
+        self.end = end  # time.monotonic()
+
+    def left(self, timeout: float | None, expired: type[Exception]) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise expired("timed out")
+        return left if timeout is None else min(timeout, left)
+
+
+class CheckedStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, deadline: Deadline) -> None:
+        self.stream = stream
+        self.deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, self.deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, self.deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
+        return CheckedStream(self.stream.start_tls(ssl_context, server_hostname, left), self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+
+class CheckedBackend(httpcore.NetworkBackend):
+    """How webhooks connect: to the addresses the host resolves to as the connection is made,
+    checked then (a host may resolve to a public address when its URL is checked and to an
+    internal one a moment later), with every step ending by one deadline."""
+
+    def __init__(self, allow_private: bool, deadline: float) -> None:
+        self.allow_private = allow_private
+        self.deadline = Deadline(deadline)
+        self.tcp = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = allowed_addresses(host, port, self.allow_private)
+        except ConfigError as exc:
+            raise httpcore.ConnectError(str(exc)) from None
+        failure: Exception = httpcore.ConnectError(f"{host!r} has no address")
+        for address in addresses:
+            try:
+                stream = self.tcp.connect_tcp(
+                    address,
+                    port,
+                    self.deadline.left(timeout, httpcore.ConnectTimeout),
+                    local_address,
+                    socket_options,
+                )
+            except httpcore.ConnectError as exc:  # the next address may answer
+                failure = exc
+                continue
+            return CheckedStream(stream, self.deadline)
+        raise failure
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("webhooks go over TCP")
+
+
+_TLS = ssl.create_default_context()
+_FAILURES = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
+
+
+def send(delivery: Due, allow_private: bool, timeout_s: float = TIMEOUT_S) -> tuple[int | None, str | None]:
+    """POST one delivery; (status, error). The host's addresses are checked again as it connects:
+    they may have changed. The receiver's status is its whole answer: its body is not read."""
     try:
         check_url(delivery.url, allow_private)
     except ConfigError as exc:
         return None, str(exc)
     timestamp = int(time.time())
-    headers = {
+    headers: dict[bytes | str, bytes | str] = {
         "content-type": "application/json",
         "user-agent": "frameq-webhooks",
         "webhook-id": delivery.message_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(delivery.secret, delivery.message_id, timestamp, delivery.body),
     }
+    backend = CheckedBackend(allow_private, time.monotonic() + timeout_s)
+    timeouts = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
     try:
-        answer = client.post(delivery.url, content=delivery.body, headers=headers, timeout=TIMEOUT_S)
-    except httpx.HTTPError as exc:
+        with (
+            httpcore.ConnectionPool(ssl_context=_TLS, network_backend=backend, max_connections=1) as pool,
+            pool.stream(
+                "POST", delivery.url, headers=headers, content=delivery.body, extensions={"timeout": timeouts}
+            ) as answer,
+        ):
+            status = answer.status
+    except httpcore.TimeoutException:
+        return None, f"timed out after {timeout_s:g} s"
+    except _FAILURES as exc:
         return None, f"{type(exc).__name__}: {exc}"
-    return answer.status_code, None if answer.is_success else f"HTTP {answer.status_code}"
+    return status, None if 200 <= status < 300 else f"HTTP {status}"
 
 
-def deliver_round(webhooks: Webhooks, client: httpx.Client, allow_private: bool) -> int:
-    """One round: record what finished, send what is due. Returns how many were sent."""
-    webhooks.enqueue_finished()
-    sent = 0
-    for delivery in webhooks.due():
-        started = time.perf_counter()
-        status, error = send(client, delivery, allow_private)
-        webhooks.record(delivery, status, error, int((time.perf_counter() - started) * 1000))
-        sent += 1
-    return sent
+class Sender:
+    """Sends due deliveries on a few threads of its own. Each round claims only as many as it has
+    threads free, and none waits for another: a receiver that takes its whole timeout holds up
+    its own delivery, not those that fall due meanwhile."""
+
+    def __init__(self, webhooks: Webhooks, allow_private: bool, threads: int = SENDERS) -> None:
+        self.webhooks = webhooks
+        self.allow_private = allow_private
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="frameq-webhook-send")
+        self.free = threads
+        self.lock = threading.Lock()
+
+    def round(self) -> int:
+        """Record what finished, start sending what is due. Returns how many were started."""
+        self.webhooks.enqueue_finished()
+        with self.lock:
+            free = self.free
+        if not free:
+            return 0
+        due = self.webhooks.due(free)
+        with self.lock:
+            self.free -= len(due)
+        for delivery in due:
+            self.pool.submit(self._deliver, delivery)
+        return len(due)
+
+    def _deliver(self, delivery: Due) -> None:
+        try:
+            started = time.perf_counter()
+            status, error = send(delivery, self.allow_private)
+            self.webhooks.record(delivery, status, error, int((time.perf_counter() - started) * 1000))
+        except Exception as exc:  # not recorded (a database blip): claimed again once its lease ends
+            log.warning("webhook %s: %s: %s", delivery.message_id, type(exc).__name__, exc)
+        finally:
+            with self.lock:
+                self.free += 1
+
+    def close(self) -> None:
+        """Wait for the deliveries under way (TIMEOUT_S at most)."""
+        self.pool.shutdown(wait=True)

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
-import httpx
-
 from orchestrator.db import make_engine, make_sessions, upgrade
 from orchestrator.dispatch import CeleryDispatcher
 from orchestrator.repository import Repository
@@ -19,7 +17,7 @@ from orchestrator.retry import RetryPolicy
 from orchestrator.settings import Settings
 from orchestrator.store import Store, open_store
 from orchestrator.tenants import Tenants
-from orchestrator.webhooks import Webhooks, deliver_round
+from orchestrator.webhooks import Sender, Webhooks
 
 log = logging.getLogger("frameq.api")
 
@@ -85,12 +83,15 @@ class Services:
         self._threads.append(thread)
 
     def _deliver_webhooks(self) -> None:
-        with httpx.Client(follow_redirects=False) as client:
+        sender = Sender(self.webhooks, self.settings.webhook_allow_private)
+        try:
             while not self._stop.wait(WEBHOOK_EVERY_S):
                 try:
-                    deliver_round(self.webhooks, client, self.settings.webhook_allow_private)
+                    sender.round()
                 except Exception as exc:  # a database blip: the next round tries again
                     log.warning("webhook round failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            sender.close()
 
     def _housekeeping(self) -> None:
         """What the reconciler does in a cluster: tasks of a local worker that died are given

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 
+import httpcore
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.webhooks import check_url, sign, verify
+from orchestrator.webhooks import CheckedBackend, Due, check_url, send, sign, verify
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 BODY = b'{"type":"job.done","data":{"id":"abc"}}'
@@ -175,3 +180,94 @@ def test_verify_reads_header_names_in_any_case() -> None:
         "Webhook-Signature": sign(SECRET, "msg_1", now, BODY),
     }
     assert verify(SECRET, headers, BODY)
+
+
+# -- sending to receivers that misbehave, over real sockets on 127.0.0.1 ----------------------
+
+
+class Misbehaving:
+    """A TCP server that reads a request, then answers as `answer` does, on every connection."""
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.requests: list[bytes] = []
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            self.requests.append(conn.recv(65536))
+            with contextlib.suppress(OSError):  # the sender gave up and closed
+                self.answer(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def drip(conn: socket.socket) -> None:
+    """A status line and a header that never ends, a byte every 0.1 s: each read gets something,
+    so no timeout between reads fires."""
+    for byte in b"HTTP/1.1 200 OK\r\nx-slow: " + b"a" * 600:
+        conn.sendall(bytes([byte]))
+        time.sleep(0.1)
+
+
+def endless_body(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    for _ in range(20000):  # 1.3 GB, if someone reads it
+        conn.sendall(chunk)
+
+
+def due(url: str) -> Due:
+    return Due(1, "msg_1", url, BODY, SECRET, 0)
+
+
+@pytest.fixture
+def dripping() -> Iterator[Misbehaving]:
+    server = Misbehaving(drip)
+    yield server
+    server.close()
+
+
+def test_a_receiver_that_drips_its_answer_is_given_up_on_in_time(dripping: Misbehaving) -> None:
+    started = time.monotonic()
+    status, error = send(due(dripping.url), allow_private=True, timeout_s=1.0)
+    assert time.monotonic() - started < 3
+    assert status is None and error is not None and "timed out" in error
+    assert dripping.requests and b"webhook-signature" in dripping.requests[0]
+
+
+def test_an_answer_body_is_not_read() -> None:
+    server = Misbehaving(endless_body)
+    try:
+        started = time.monotonic()
+        assert send(due(server.url), allow_private=True, timeout_s=5.0) == (200, None)
+        assert time.monotonic() - started < 3
+    finally:
+        server.close()
+
+
+def test_the_address_is_checked_when_connecting() -> None:
+    # What a host resolves to may change between check_url and the connection (DNS
+    # rebinding): the connection itself goes only to addresses the rules allow.
+    backend = CheckedBackend(allow_private=False, deadline=time.monotonic() + 5)
+    for host in ("127.0.0.1", "localhost", "::1", "10.0.0.1", "169.254.169.254"):
+        with pytest.raises(httpcore.ConnectError, match="FRAMEQ_WEBHOOK_ALLOW_PRIVATE"):
+            backend.connect_tcp(host, 80)
+
+
+def test_a_receiver_that_refuses_connections_is_an_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    status, error = send(due(f"http://127.0.0.1:{port}/hook"), allow_private=True, timeout_s=2.0)
+    assert status is None and error is not None and "ConnectError" in error
