@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from frameq.api import batches, jobs, metrics
+from frameq.api import batches, dashboard, jobs, metrics
 from frameq.api.auth import CurrentServices, CurrentTenant
+from frameq.api.schemas import ERRORS, JobByReference, Problem, Readiness, one_line
 from frameq.api.services import Services
 from orchestrator.recipes import RECIPES
 from orchestrator.settings import Settings
@@ -42,21 +46,90 @@ def create_app(settings: Settings, local_workers: int = 0) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(_meta)
     app.include_router(metrics.router)
+    app.include_router(dashboard.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _plain(exc.errors())}, status_code=422)
+        return JSONResponse({"detail": one_line(exc.errors())}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        detail = " ".join(exc.detail.split()) if isinstance(exc.detail, str) else exc.detail
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def _internal(_request: Request, _exc: Exception) -> JSONResponse:
+        # Still a 500 (and uvicorn logs the traceback), but in the form every other error has;
+        # the exception's text stays in the log: it may name the server's paths.
+        return JSONResponse({"detail": "internal error (the server's log has its traceback)"}, 500)
+
+    app.add_middleware(RefuseControlCharacters)
+    app.openapi = _completed(app.openapi)  # type: ignore[method-assign]
     return app
 
 
-def _plain(errors: Any) -> Any:
-    """Validation errors as JSON: pydantic may put the offending object itself in `ctx`."""
-    return [{k: (str(v) if k == "ctx" else v) for k, v in e.items() if k != "url"} for e in errors]
+class RefuseControlCharacters:
+    """Answers 400 to a URL whose path or query holds a control character (%00, %0A, ...): no
+    id, name or filter of this API has one, and PostgreSQL refuses a NUL in any string, which
+    would otherwise surface as a 500 from whichever query first met it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = unquote_plus(scope.get("query_string", b"").decode("latin-1"))
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in scope.get("path", "") + query):
+                answer = JSONResponse({"detail": "the URL holds a control character"}, status_code=400)
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _completed(make: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """FastAPI's OpenAPI document, completed: the models of request bodies declared by hand
+    (`openapi_extra`, which FastAPI does not collect), and the errors every operation may
+    answer, as Problems: 400 (the URL check above), 401 and, for changes, 403 where a key is
+    needed, 404 on a path with an id, and 422 in this API's one-line form rather than
+    FastAPI's list of errors."""
+
+    completed: list[dict[str, Any]] = []
+
+    def openapi() -> dict[str, Any]:
+        if completed:
+            return completed[0]
+        schema = make()  # FastAPI's own, completed in place below
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Problem, JobByReference):
+            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components |= found.pop("$defs", {})
+            components[model.__name__] = found
+        problem = {"$ref": "#/components/schemas/Problem"}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                codes = [400]
+                if operation.get("security"):
+                    codes += [401] if method in ("get", "head") else [401, 403]
+                if "{" in path:
+                    codes.append(404)
+                if "422" in responses:
+                    responses["422"] = {
+                        "description": ERRORS[422],
+                        "content": {"application/json": {"schema": problem}},
+                    }
+                for code in codes:
+                    responses.setdefault(
+                        str(code),
+                        {"description": ERRORS[code], "content": {"application/json": {"schema": problem}}},
+                    )
+        for name in ("HTTPValidationError", "ValidationError"):  # in that order: one names the other
+            if f"#/components/schemas/{name}" not in json.dumps(schema):
+                components.pop(name, None)
+        completed.append(schema)
+        return schema
+
+    return openapi
 
 
 _meta = APIRouter(tags=["service"])
@@ -67,7 +140,14 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@_meta.get("/readyz", summary="The database, the store and the broker answer")
+@_meta.get(
+    "/readyz",
+    summary="The database, the store and the broker answer",
+    responses={
+        200: {"model": Readiness},
+        503: {"model": Readiness, "description": "Not ready: `checks` says which part does not answer"},
+    },
+)
 def readyz(svc: CurrentServices) -> JSONResponse:
     checks: dict[str, str] = {}
     try:

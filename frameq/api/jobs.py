@@ -9,8 +9,10 @@ import base64
 import hashlib
 import json
 import logging
+import re
+import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -19,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from starlette.requests import ClientDisconnect
 
 from frameq.api.auth import CurrentServices, CurrentTenant
 from frameq.api.schemas import (
@@ -29,12 +32,21 @@ from frameq.api.schemas import (
     JobPage,
     RecipeParams,
     StageOut,
+    one_line,
+    problems,
 )
 from frameq.api.services import Services
-from frameq.api.uploads import Form, UploadError, read_form
+from frameq.api.uploads import FORM_BYTES, Form, UploadError, read_form
 from orchestrator.background import parse_background, parse_colour
 from orchestrator.dispatch import PRIORITIES
-from orchestrator.errors import ConfigError, FrameqError, InputError, JobNotFound
+from orchestrator.errors import (
+    ConfigError,
+    FrameqError,
+    JobNotFound,
+    StoreRefused,
+    TransientError,
+    Unreachable,
+)
 from orchestrator.inputs import output_suffix_for
 from orchestrator.outputs import output_keys
 from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
@@ -52,6 +64,15 @@ FILE_FIELDS = {"file", "style_file", "background_file"}
 PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 RETRY_AFTER_S = 30  # a tenant at its limit: about how long a job takes to make room
 PAGE_MAX = 200
+JSON_BYTES = 64 * 1024  # a job by reference is a few hundred bytes: a larger body is refused unread
+KEY_CHARS, URL_CHARS = 1024, 2048  # the JSON form's limits (schemas.JobByReference), for both forms
+ID_FORM = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what new_id makes, with room; anything else is no job
+# Media types a result may be sent as (FileResponse guesses from the output's suffix).
+RESULT_TYPES = (
+    *("image/png", "image/jpeg", "image/webp"),
+    *("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-m4v"),
+    "application/octet-stream",
+)
 
 
 @dataclass
@@ -73,8 +94,16 @@ def _problem(status: int, detail: str, headers: dict[str, str] | None = None) ->
     return HTTPException(status, detail, headers)
 
 
+def _printable(text: str) -> bool:
+    """No control characters, and no lone surrogates (which no file system, database or JSON
+    answer takes): what a key or URL may hold."""
+    return all(unicodedata.category(c) not in ("Cc", "Cs") for c in text)
+
+
 def _check_store_key(key: str, tenant: Tenant) -> str:
     """A store key the tenant may read: a plain relative key inside one of its prefixes."""
+    if len(key) > KEY_CHARS or not _printable(key):
+        raise _problem(422, f"store key {key[:80]!r}: at most {KEY_CHARS} characters, none of them control")
     parts = key.split("/")
     if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
         raise _problem(422, f"store key {key!r}: a relative key without empty, . or .. parts")
@@ -84,19 +113,34 @@ def _check_store_key(key: str, tenant: Tenant) -> str:
 
 
 def _parse(form_fields: dict[str, str], tenant: Tenant) -> tuple[Recipe, RecipeParams, str, str | None]:
+    name = form_fields.get("recipe", "")
+    if len(name) > 64:  # as the JSON form's limit: no recipe has a longer name
+        raise _problem(422, f"recipe: unknown recipe {name[:20]!r}... (at most 64 characters)")
     try:
-        recipe = get_recipe(form_fields.get("recipe", ""))
+        recipe = get_recipe(name)
     except FrameqError as exc:
         raise _problem(422, str(exc)) from None
     try:
         params = RecipeParams.model_validate_json(form_fields.get("params") or "{}")
     except ValidationError as exc:
-        raise HTTPException(422, json.loads(exc.json(include_url=False))) from None
+        raise _problem(422, one_line(exc.errors(), "params")) from None
     priority = form_fields.get("priority", "normal")
     if priority not in PRIORITIES:
-        raise _problem(422, f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+        raise _problem(422, f"priority must be one of {', '.join(PRIORITIES)}, got {priority[:20]!r}")
     webhook = form_fields.get("webhook_url") or None
     return recipe, params, priority, webhook
+
+
+def _check_webhook(url: str, allow_private: bool) -> None:
+    """A URL frameq may call: printable, http(s), and (unless allowed) to a public address."""
+    if len(url) > URL_CHARS or not _printable(url) or any(c.isspace() for c in url):
+        raise _problem(422, f"webhook_url: at most {URL_CHARS} characters, without spaces or control ones")
+    try:
+        check_url(url, allow_private)
+    except ConfigError as exc:
+        raise _problem(422, f"webhook_url: {exc}") from None
+    except ValueError as exc:  # urlsplit: a broken [IPv6] host, a port out of range
+        raise _problem(422, f"webhook_url: not a URL ({exc})") from None
 
 
 def _style(params: RecipeParams, form: Form | None, tenant: Tenant) -> StyleChoice:
@@ -192,11 +236,12 @@ def _stage_out(stage: StageView) -> StageOut:
 def own_job(svc: Services, tenant: Tenant, job_id: str) -> Job:
     """The tenant's job, or 404 (the same answer whether it exists for another tenant or not)."""
     try:
-        job = svc.repo.get_job(job_id)
+        # An id of another form is no job of anyone's: it is not looked up at all.
+        job = svc.repo.get_job(job_id) if ID_FORM.fullmatch(job_id) else None
     except JobNotFound:
         job = None
     if job is None or job.tenant != tenant.name:
-        raise _problem(404, f"no job {job_id!r}")
+        raise _problem(404, f"no job {job_id[:80]!r}")
     return job
 
 
@@ -207,6 +252,13 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
         earlier = svc.repo.find_idempotent(tenant.name, idempotency_key)
         if earlier is not None:
             return _same_request(earlier, fingerprint), False
+    # What the request asks is checked before the tenant's load: a wrong request is wrong at
+    # any load. Both may wait on the network (DNS, the store): this runs in a worker thread.
+    if sub.webhook_url is not None:
+        _check_webhook(sub.webhook_url, svc.settings.webhook_allow_private)
+    style_key = (sub.files["style"].style or {}).get("key")
+    if style_key is not None and not svc.store.exists(style_key):
+        raise _problem(422, f"style: no object {style_key!r} in the store")
     active, frames = svc.repo.tenant_load(tenant.name)
     if active >= tenant.max_active_jobs or frames >= tenant.max_queued_frames:
         what = (
@@ -217,11 +269,6 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
         raise _problem(
             429, f"tenant {tenant.name} has {what}: try again later", {"Retry-After": str(RETRY_AFTER_S)}
         )
-    if sub.webhook_url is not None:
-        try:
-            check_url(sub.webhook_url, svc.settings.webhook_allow_private)
-        except ConfigError as exc:
-            raise _problem(422, str(exc)) from None
     params = sub.params
     alpha = sub.recipe.alpha
     suffix = output_suffix_for(
@@ -239,8 +286,11 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
     }
     try:
         if sub.source_key is not None:
-            with svc.store.reading(sub.source_key) as local:
-                job = submit(svc.repo, svc.store, svc.settings, local, sub.recipe.name, suffix, **kwargs)
+            try:
+                with svc.store.reading(sub.source_key) as local:
+                    job = submit(svc.repo, svc.store, svc.settings, local, sub.recipe.name, suffix, **kwargs)
+            except FileNotFoundError:  # submit itself turns a file it cannot read into a failed job
+                raise _problem(422, f"source: no object {sub.source_key!r} in the store") from None
         else:
             assert sub.source is not None
             job = submit(svc.repo, svc.store, svc.settings, sub.source, sub.recipe.name, suffix, **kwargs)
@@ -268,7 +318,10 @@ def _same_request(job: Job, fingerprint: str) -> Job:
     status_code=201,
     response_model=JobOut,
     summary="Submit a job",
-    responses={200: {"model": JobOut, "description": "The job made earlier with this Idempotency-Key"}},
+    responses={
+        200: {"model": JobOut, "description": "The job made earlier with this Idempotency-Key"},
+        **problems(400, 413, 415, 422, 429, 503),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -302,15 +355,14 @@ async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTena
     content_type = request.headers.get("content-type", "")
     form: Form | None = None
     try:
-        if content_type.startswith("application/json"):
-            sub = _by_reference(await request.body(), tenant)
+        if content_type.lower().startswith("application/json"):
+            sub = _by_reference(await _json_body(request), tenant)
         else:
-            length = request.headers.get("content-length")
-            if (
-                length is not None
-                and length.isdigit()
-                and int(length) > svc.settings.max_upload_bytes + 1024 * 1024
-            ):
+            # A declared length over the limit is refused before a byte of the body is read
+            # (a digit string too long to be a size is over any limit).
+            length = request.headers.get("content-length", "")
+            allowed = svc.settings.max_upload_bytes + FORM_BYTES  # the form's own parts and headers
+            if length.isdigit() and (len(length) > 18 or int(length) > allowed):
                 raise _problem(413, f"upload larger than the limit of {svc.settings.max_upload_mb:g} MiB")
             try:
                 form = await read_form(
@@ -326,15 +378,30 @@ async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTena
         sub.files["style"] = _style(sub.params, form, tenant)
         sub.files["background"] = _background(sub.params, form)
         job, made = await run_in_threadpool(_record, svc, tenant, sub, idempotency_key)
-    except InputError as exc:  # a style or background file that is not one
-        raise _problem(422, str(exc)) from None
-    except (ConfigError, FrameqError) as exc:
+    except ClientDisconnect:  # the client left mid-body: read_form removed what it spooled
+        raise _problem(400, "the request body was cut off") from None
+    except (Unreachable, TransientError, StoreRefused) as exc:  # the server's side, not the request's
+        log.warning("job not recorded: %s", exc)
+        raise _problem(
+            503, f"cannot record the job now: {exc}", {"Retry-After": str(RETRY_AFTER_S)}
+        ) from None
+    except FrameqError as exc:  # the request's: a recipe, a style, a background or a file it refuses
         raise _problem(422, str(exc)) from None
     finally:
         if form is not None:
             form.close()
     body = job_out(svc.repo.view(job.id)).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if made else 200, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+async def _json_body(request: Request) -> bytes:
+    """The body, read up to JSON_BYTES: a client cannot make the server hold more."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > JSON_BYTES:
+            raise _problem(413, f"a JSON body is at most {JSON_BYTES // 1024} KiB (media comes as multipart)")
+    return bytes(body)
 
 
 def _by_upload(form: Form, tenant: Tenant) -> Submission:
@@ -363,7 +430,7 @@ def _by_reference(body: bytes, tenant: Tenant) -> Submission:
     try:
         request = JobByReference.model_validate_json(body)
     except ValidationError as exc:
-        raise HTTPException(422, json.loads(exc.json(include_url=False))) from None
+        raise _problem(422, one_line(exc.errors())) from None
     recipe, _, _, _ = _parse({"recipe": request.recipe}, tenant)
     key = _check_store_key(request.source, tenant)
     fingerprint = {"json": request.model_dump()}
@@ -378,7 +445,7 @@ def _by_reference(body: bytes, tenant: Tenant) -> Submission:
     )
 
 
-@router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")
+@router.get("/jobs", response_model=JobPage, summary="List jobs, newest first", responses=problems(422))
 def list_jobs(
     svc: CurrentServices,
     tenant: CurrentTenant,
@@ -402,9 +469,14 @@ def list_jobs(
 def _cursor(text: str) -> tuple[datetime, str]:
     try:
         created, _, job_id = base64.urlsafe_b64decode(text.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), job_id
+        when = datetime.fromisoformat(created)
     except (ValueError, UnicodeDecodeError):
         raise _problem(422, "cursor: not one this API gave") from None
+    if not ID_FORM.fullmatch(job_id):
+        raise _problem(422, "cursor: not one this API gave")
+    if when.tzinfo is not None:  # the table's times are naive UTC
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when, job_id
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's state and progress per stage")
@@ -416,7 +488,11 @@ def get_job(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> JobOut:
 @router.get(
     "/jobs/{job_id}/result",
     summary="Download the result",
-    responses={200: {"content": {"application/octet-stream": {}}}, 307: {"description": "Presigned URL"}},
+    responses={
+        200: {"content": {t: {} for t in RESULT_TYPES}, "description": "The file"},
+        307: {"description": "Presigned URL"},
+        **problems(409, 410, 501),
+    },
 )
 def get_result(
     job_id: str,
@@ -445,7 +521,7 @@ def get_result(
     return RedirectResponse(presign(key), status_code=307)
 
 
-@router.delete("/jobs/{job_id}", response_model=JobOut, summary="Cancel a job")
+@router.delete("/jobs/{job_id}", response_model=JobOut, summary="Cancel a job", responses=problems(409))
 def cancel_job(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> JobOut:
     """Queued tasks are dropped, running ones stop at their next batch. A finished job: 409."""
     job = own_job(svc, tenant, job_id)
@@ -475,7 +551,12 @@ def webhook_log(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> lis
     ]
 
 
-@router.post("/jobs/{job_id}/webhooks/replay", status_code=202, summary="Send the job's webhooks again")
+@router.post(
+    "/jobs/{job_id}/webhooks/replay",
+    status_code=202,
+    summary="Send the job's webhooks again",
+    responses=problems(409),
+)
 def replay_webhooks(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> dict[str, int]:
     job = own_job(svc, tenant, job_id)
     if not job.webhook_url:

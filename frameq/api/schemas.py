@@ -6,16 +6,20 @@ parameter the CLI refuses is refused here too, with a 422 naming it.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from orchestrator.inputs import IMAGE_OUTPUT_SUFFIXES, VIDEO_OUTPUT_SUFFIXES
 from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE
 
 OUTPUT_FORMATS = tuple(sorted({s.lstrip(".") for s in VIDEO_OUTPUT_SUFFIXES + IMAGE_OUTPUT_SUFFIXES}))
 Priority = Literal["high", "normal", "bulk"]  # dispatch.PRIORITIES' names
+# The database's times are naive UTC; answers carry the zone, as RFC 3339 (OpenAPI's
+# date-time) requires: 2026-12-01T13:14:49.361422Z.
+Time = Annotated[datetime, AfterValidator(lambda t: t.replace(tzinfo=UTC) if t.tzinfo is None else t)]
 
 
 class RecipeParams(BaseModel):
@@ -62,8 +66,8 @@ class StageOut(BaseModel):
     frames_done: int
     frames_total: int
     tasks: dict[str, int]
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: Time | None
+    finished_at: Time | None
 
 
 class JobOut(BaseModel):
@@ -79,9 +83,9 @@ class JobOut(BaseModel):
     current_stage: str | None
     stages: list[StageOut] | None = Field(None, description="Per stage (in GET /v1/jobs/{id})")
     error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Time
+    started_at: Time | None
+    finished_at: Time | None
     result_url: str | None = Field(None, description="Where to download the result, once done")
     webhook_url: str | None
 
@@ -92,7 +96,7 @@ class JobPage(BaseModel):
 
 
 class AttemptOut(BaseModel):
-    at: datetime
+    at: Time
     status_code: int | None
     error: str | None
     duration_ms: int
@@ -105,11 +109,51 @@ class DeliveryOut(BaseModel):
     url: str
     state: str
     attempts: list[AttemptOut]
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
+    next_attempt_at: Time | None
+    delivered_at: Time | None
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(description="Per part (database, store, broker): ok, or what failed")
 
 
 class Problem(BaseModel):
     """Every error answer: what was wrong, in one line."""
 
     detail: str
+
+
+# What each error status means in this API, for the OpenAPI document.
+ERRORS: dict[int, str] = {
+    400: "A malformed request: a body that does not parse, a control character in the URL",
+    401: "No API key, or one that is unknown or revoked",
+    403: "A change authenticated by the dashboard's cookie that does not come from its pages",
+    404: "No such object for this tenant (another tenant's answers the same)",
+    409: "The job is not in a state that allows this",
+    410: "The result was deleted (FRAMEQ_OUTPUTS_TTL_DAYS)",
+    413: "The body is larger than the limit (FRAMEQ_MAX_UPLOAD_MB for uploads)",
+    415: "A content type this operation does not take",
+    422: "A field has a value this API does not take; the detail names it",
+    429: "The tenant is at its limit of jobs under way (see Retry-After)",
+    501: "This store cannot hand out downloads",
+    503: "The database, the store or the broker does not answer",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status answered with a Problem."""
+    return {code: {"model": Problem, "description": ERRORS[code]} for code in codes}
+
+
+def one_line(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> str:
+    """Pydantic's validation errors as one line naming each field: `params.strength: Input
+    should be less than or equal to 1`. The offending values are left out: they may be large,
+    or hold what a JSON answer cannot carry (lone surrogates)."""
+    parts = []
+    for error in errors:
+        # FastAPI puts where the value came from first (body, query, path): the name says enough
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = ".".join(([prefix] if prefix else []) + loc) or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return " ".join("; ".join(parts).split())

@@ -21,7 +21,13 @@ from python_multipart.multipart import MultipartParseError, MultipartParser, par
 
 FIELD_BYTES = 64 * 1024
 MAX_PARTS = 16
+HEADER_BYTES = 16 * 1024  # one part's headers together (a Content-Disposition is ~100 bytes)
+# Beyond its files, a form holds at most this: every part's headers and text, and boundaries.
+# Bytes past it (an endless preamble or epilogue the parser would skip) are refused too.
+FORM_BYTES = MAX_PARTS * (HEADER_BYTES + FIELD_BYTES + 256)
+NAME_CHARS = 200
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
+_HIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # unicodedata categories never kept in a name
 
 
 class UploadError(Exception):
@@ -52,10 +58,17 @@ class Form:
 
 
 def safe_name(raw: str) -> str:
-    """The last component of a client's path (either slash), printable, at most 200 characters."""
-    name = PureWindowsPath(PurePosixPath(raw).name).name
-    name = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c)[0] != "C")
-    name = name.strip().lstrip(".")[:200]
+    """The last component of a client's path (either slash), printable, at most NAME_CHARS
+    characters; a long name is cut in its stem, so the suffix decoders go by survives."""
+    # Control and format characters (NUL, escapes, bidirectional overrides) and line breaks go:
+    # the name is shown in listings and headers, on one line.
+    shown = (c for c in unicodedata.normalize("NFC", raw) if unicodedata.category(c) not in _HIDDEN)
+    name = "".join(shown)
+    name = PureWindowsPath(PurePosixPath(name).name).name
+    name = name.strip().lstrip(".").strip()
+    if len(name) > NAME_CHARS:
+        suffix = suffix_of(name)
+        name = name[: NAME_CHARS - len(suffix)].rstrip() + suffix
     return name or "upload"
 
 
@@ -80,9 +93,11 @@ async def read_form(
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state.header_field += data[start:end]
+        state.count_header(end - start)
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
         state.header_value += data[start:end]
+        state.count_header(end - start)
 
     def on_header_end() -> None:
         state.headers[state.header_field.decode("latin-1").lower()] = state.header_value
@@ -126,7 +141,7 @@ async def read_form(
             return
         state.total += len(piece)
         if state.total > max_bytes:
-            raise UploadError(413, f"upload larger than the limit of {max_bytes // (1024 * 1024)} MiB")
+            raise UploadError(413, f"upload larger than the limit of {max_bytes / 2**20:g} MiB")
         state.file.write(piece)
         state.hash.update(piece)
 
@@ -138,7 +153,10 @@ async def read_form(
             upload = form.files[state.name]
             upload.size, upload.sha256 = upload.path.stat().st_size, state.hash.hexdigest()
             state.file = None
-        state.headers = {}
+        state.headers, state.header_bytes = {}, 0
+
+    def on_end() -> None:
+        state.ended = True
 
     parser = MultipartParser(
         boundary,
@@ -149,10 +167,15 @@ async def read_form(
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": on_end,
         },
     )
+    received = 0
     try:
         async for chunk in chunks:
+            received += len(chunk)
+            if received > max_bytes + FORM_BYTES:
+                raise UploadError(413, f"upload larger than the limit of {max_bytes / 2**20:g} MiB")
             parser.write(chunk)
         parser.finalize()
     except UploadError:
@@ -167,10 +190,10 @@ async def read_form(
         state.close()
         form.close()
         raise
-    if state.file is not None:  # the body ended inside a file part
+    if not state.ended:  # cut off: whatever was read of its last part may be partial
         state.close()
         form.close()
-        raise UploadError(400, "malformed multipart body: it ends inside a part")
+        raise UploadError(400, "malformed multipart body: it ends before its closing boundary")
     return form
 
 
@@ -184,6 +207,13 @@ class _PartState:
     buffer: bytearray = field(default_factory=bytearray)
     hash: hashlib._Hash = field(default_factory=hashlib.sha256)
     total: int = 0  # file bytes so far, all files together
+    header_bytes: int = 0  # of the current part's headers
+    ended: bool = False  # the closing boundary was read
+
+    def count_header(self, n: int) -> None:
+        self.header_bytes += n
+        if self.header_bytes > HEADER_BYTES:
+            raise UploadError(413, f"a part's headers are longer than {HEADER_BYTES} bytes")
 
     def close(self) -> None:
         if self.file is not None:
