@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from frameq.api import batches, jobs, metrics
+from frameq.api import batches, dashboard, jobs, metrics
 from frameq.api.auth import CurrentServices, CurrentTenant
 from frameq.api.schemas import ERRORS, JobByReference, Problem, Readiness, one_line
 from frameq.api.services import Services
@@ -46,6 +46,7 @@ def create_app(settings: Settings, local_workers: int = 0) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(_meta)
     app.include_router(metrics.router)
+    app.include_router(dashboard.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
