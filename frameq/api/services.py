@@ -76,6 +76,10 @@ class Services:
             if process.is_alive():
                 process.terminate()  # its task's lease runs out and the next start runs it again
                 process.join(5)
+        self._pool.clear()
+        # The event's semaphores are released with the last reference to it; one still held at
+        # exit is reported by multiprocessing's resource tracker as leaked.
+        self._pool_stop = None
 
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
