@@ -363,9 +363,12 @@ _TLS = ssl.create_default_context()
 _FAILURES = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
 
 
-def send(delivery: Due, allow_private: bool, timeout_s: float = TIMEOUT_S) -> tuple[int | None, str | None]:
+def send(
+    delivery: Due, allow_private: bool, timeout_s: float = TIMEOUT_S, tls: ssl.SSLContext = _TLS
+) -> tuple[int | None, str | None]:
     """POST one delivery; (status, error). The host's addresses are checked again as it connects:
-    they may have changed. The receiver's status is its whole answer: its body is not read."""
+    they may have changed. The receiver's status is its whole answer: its body is not read.
+    `tls` verifies https receivers (the system's certificate authorities)."""
     try:
         check_url(delivery.url, allow_private)
     except ConfigError as exc:
@@ -382,7 +385,7 @@ def send(delivery: Due, allow_private: bool, timeout_s: float = TIMEOUT_S) -> tu
     timeouts = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
     try:
         with (
-            httpcore.ConnectionPool(ssl_context=_TLS, network_backend=backend, max_connections=1) as pool,
+            httpcore.ConnectionPool(ssl_context=tls, network_backend=backend, max_connections=1) as pool,
             pool.stream(
                 "POST", delivery.url, headers=headers, content=delivery.body, extensions={"timeout": timeouts}
             ) as answer,

@@ -8,9 +8,12 @@ import hashlib
 import hmac
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpcore
 import pytest
@@ -271,3 +274,82 @@ def test_a_receiver_that_refuses_connections_is_an_error() -> None:
         port = sock.getsockname()[1]
     status, error = send(due(f"http://127.0.0.1:{port}/hook"), allow_private=True, timeout_s=2.0)
     assert status is None and error is not None and "ConnectError" in error
+
+
+def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for `name` that is its own authority, and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+class TlsReceiver:
+    """An https receiver on 127.0.0.1 answering 204, with the certificate it is given."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with contextlib.suppress(OSError), self.context.wrap_socket(conn, server_side=True) as tls:
+                self.requests.append(tls.recv(65536))
+                tls.sendall(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_https_is_verified_against_the_urls_host(tmp_path: Path) -> None:
+    # The connection goes to the address checked (127.0.0.1); the certificate is checked
+    # against the name in the URL.
+    cert, key = self_signed(tmp_path, "localhost")
+    receiver = TlsReceiver(cert, key)
+    try:
+        trusting = ssl.create_default_context(cafile=str(cert))
+        url = f"https://localhost:{receiver.port}/hook"
+        assert send(due(url), allow_private=True, timeout_s=5, tls=trusting) == (204, None)
+        assert receiver.requests and b"webhook-signature" in receiver.requests[0]
+        # A certificate no authority vouches for is refused
+        status, error = send(due(url), allow_private=True, timeout_s=5)
+        assert status is None and error is not None and "CERTIFICATE_VERIFY_FAILED" in error
+        # and so is one for another name, even from a trusted authority
+        other = f"https://127.0.0.1:{receiver.port}/hook"
+        status, error = send(due(other), allow_private=True, timeout_s=5, tls=trusting)
+        assert status is None and error is not None and "CERTIFICATE_VERIFY_FAILED" in error
+        assert len(receiver.requests) == 1
+    finally:
+        receiver.close()
