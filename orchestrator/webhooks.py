@@ -68,16 +68,18 @@ EVENTS = {"done": "job.done", "failed": "job.failed", "cancelled": "job.cancelle
 def check_url(url: str, allow_private: bool) -> str:
     """An http(s) URL whose host resolves only to public addresses (unless `allow_private`):
     a tenant must not make frameq call into its own network."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a bad [IPv6] host or port: refused now, not at every attempt
+        raise ConfigError(f"webhook URL {url!r} is malformed: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"webhook URL must be http:// or https:// with a host, got {url!r}")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError(f"webhook URL {url!r} must not contain spaces or control characters")
     if parts.username or parts.password:
         raise ConfigError("webhook URL must not carry credentials")
     if not allow_private:
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError as exc:
-            raise ConfigError(f"webhook URL {url!r}: {exc}") from None
         allowed_addresses(parts.hostname, port, allow_private)
     return url
 
@@ -360,7 +362,9 @@ class CheckedBackend(httpcore.NetworkBackend):
 
 
 _TLS = ssl.create_default_context()
-_FAILURES = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
+# What an attempt may meet, recorded as its error (never raised: an attempt not recorded would
+# be claimed again and again).
+_FAILURES = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, ValueError)
 
 
 def send(

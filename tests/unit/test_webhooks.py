@@ -78,6 +78,23 @@ def test_credentials_are_refused(url: str, allow_private: bool) -> None:
         check_url(url, allow_private)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1/hook",  # an unclosed IPv6 host
+        "http://93.184.216.34:99999/hook",
+        "http://93.184.216.34:port/hook",
+        "http://exa mple.com/hook",
+        "http://93.184.216.34/ho\nok",
+        "http://93.184.216.34/hook\x00",
+    ],
+)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_malformed_urls_are_refused(url: str, allow_private: bool) -> None:
+    with pytest.raises(ConfigError, match=r"malformed|spaces or control"):
+        check_url(url, allow_private)
+
+
 def test_a_public_address_is_taken() -> None:
     # Literal addresses: resolving them needs no DNS server.
     assert (
