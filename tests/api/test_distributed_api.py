@@ -52,7 +52,9 @@ def test_a_job_over_http_runs_on_a_celery_worker(
             # Then the Celery worker runs it (the API process has no workers of its own)
             job = api.wait_finished(client, job_id, timeout_s=120)
             assert job["state"] == "done", job["error"]
-            assert {t.worker for t in cluster.repo.tasks(job_id)} != {None}
+            pool = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+            ran_in = {str(t.worker).rpartition(":")[2] for t in cluster.repo.tasks(job_id)}
+            assert ran_in and ran_in <= set(pool), (ran_in, pool)
             # and the webhook says so, signed with the tenant's secret
             (request,) = receiver.wait_for(url, 1)
             assert_signed(api.webhook_secrets[tenant], request)
