@@ -21,13 +21,16 @@ from python_multipart.multipart import MultipartParseError, MultipartParser, par
 
 FIELD_BYTES = 64 * 1024
 MAX_PARTS = 16
-HEADER_BYTES = 16 * 1024  # one part's headers together (a Content-Disposition is ~100 bytes)
+# One part's headers together (a Content-Disposition is ~100 bytes), counted here whatever
+# limits the parser has of its own.
+HEADER_BYTES = 16 * 1024
 # Beyond its files, a form holds at most this: every part's headers and text, and boundaries.
 # Bytes past it (an endless preamble or epilogue the parser would skip) are refused too.
 FORM_BYTES = MAX_PARTS * (HEADER_BYTES + FIELD_BYTES + 256)
 NAME_CHARS = 200
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 _HIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # unicodedata categories never kept in a name
+_LEADING = re.compile(r"^[\s.]+")
 
 
 class UploadError(Exception):
@@ -65,7 +68,7 @@ def safe_name(raw: str) -> str:
     shown = (c for c in unicodedata.normalize("NFC", raw) if unicodedata.category(c) not in _HIDDEN)
     name = "".join(shown)
     name = PureWindowsPath(PurePosixPath(name).name).name
-    name = name.strip().lstrip(".").strip()
+    name = _LEADING.sub("", name).rstrip()  # no hidden file, no name of only dots
     if len(name) > NAME_CHARS:
         suffix = suffix_of(name)
         name = name[: NAME_CHARS - len(suffix)].rstrip() + suffix
