@@ -71,7 +71,8 @@ def styler_for(
         return styles.multistyle(spec["weights"], device, options)
     if path is None:
         raise ValueError(f"a {kind} style without its file")
-    name = str(spec.get("path") or spec.get("key"))  # as the submitter named it, for errors
+    # As the submitter named it, for errors: an upload's own name over the server's copy of it
+    name = str(spec.get("name") or spec.get("path") or spec.get("key"))
     if kind == "image":
         return styles.from_picture(to_tensor([read_rgb(path, name)], device), device, options)
     try:
