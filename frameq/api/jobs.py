@@ -11,6 +11,8 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -36,12 +38,13 @@ from frameq.api.schemas import (
     problems,
 )
 from frameq.api.services import Services
-from frameq.api.uploads import FORM_BYTES, Form, UploadError, read_form
+from frameq.api.uploads import FORM_BYTES, Form, UploadedFile, UploadError, read_form
 from orchestrator.background import parse_background, parse_colour
 from orchestrator.dispatch import PRIORITIES
 from orchestrator.errors import (
     ConfigError,
     FrameqError,
+    InputError,
     JobNotFound,
     StoreRefused,
     TransientError,
@@ -155,7 +158,9 @@ def _style(params: RecipeParams, form: Form | None, tenant: Tenant) -> StyleChoi
     if upload is not None:
         if style is not None:
             raise _problem(422, "give the style as params.style or as style_file, not both")
-        style = parse_style(str(upload.path))
+        with _named_as_sent(upload):
+            # "name": what the workers' errors call it, rather than its spool file
+            style = parse_style(str(upload.path)) | {"name": upload.name}
     return StyleChoice(
         style=style,
         strength=params.strength,
@@ -175,8 +180,19 @@ def _background(params: RecipeParams, form: Form | None) -> dict[str, Any] | Non
             raise _problem(422, f"background {params.background!r}: a colour (#RRGGBB, R,G,B or a name)")
         return {"colour": colour}
     if upload is not None:
-        return parse_background(str(upload.path))
+        with _named_as_sent(upload):
+            return parse_background(str(upload.path))
     return None
+
+
+@contextmanager
+def _named_as_sent(upload: UploadedFile) -> Iterator[None]:
+    """An upload refused by what it holds is named as the client sent it: the refusal would
+    otherwise name its spool file, a path of the server's."""
+    try:
+        yield
+    except InputError as exc:
+        raise _problem(422, f"{upload.field} {upload.name!r}: {exc.problem}") from None
 
 
 def request_hash(fingerprint: dict[str, Any]) -> str:
