@@ -14,7 +14,9 @@ import json
 import os
 import secrets
 import socket
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.api.server import ApiServer
@@ -438,6 +441,73 @@ def test_upload_names_never_become_paths(api: ApiServer, tmp_path_factory: pytes
     for top in (Path("/tmp"), ROOT, ROOT.parent, Path("/")):
         assert not [p for p in top.iterdir() if token in p.name], top
     assert spool_files(api) == []
+
+
+def test_a_pickled_checkpoint_runs_no_code(api: ApiServer, tmp_path: Path) -> None:
+    """A style checkpoint is a pickle: one that would run code when loaded fails its job, and
+    the code does not run (torch.load with weights_only)."""
+
+    marker = tmp_path / "the-pickle-ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (open, (str(marker), "w"))  # loading it would create the marker
+
+    checkpoint = io.BytesIO()
+    torch.save({"conv1.conv2d.weight": Payload()}, checkpoint)
+    owner = tenant(api)
+    with owner.client() as client:
+        made = client.post(
+            "/v1/jobs",
+            files={"file": ("in.png", png()), "style_file": ("mosaic.pth", checkpoint.getvalue())},
+            data={"recipe": "style"},
+        )
+        assert made.status_code == 201, made.text
+        job = api.wait_finished(client, made.json()["id"])
+    assert job["state"] == "failed"
+    error = str(job["error"])
+    assert error.startswith("mosaic.pth: ") and "weights_only" in error, error
+    assert str(home_of(api)) not in error  # named as sent, not as spooled
+    assert not marker.exists()
+
+
+def test_a_decompression_bomb_fails_its_own_job(api: ApiServer) -> None:
+    """A PNG of a few hundred bytes that claims 100000 x 100000 pixels: its job fails, and the
+    server answers the next one."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1000)))
+    bomb += chunk(b"IEND", b"")
+    owner = tenant(api)
+    with owner.client() as client:
+        made = client.post("/v1/jobs", files={"file": ("bomb.png", bomb)}, data={"recipe": "cartoon"})
+        assert made.status_code == 201, made.text
+        job = api.wait_finished(client, made.json()["id"])
+        assert job["state"] == "failed" and str(job["error"]).startswith("bomb.png: "), job["error"]
+        after = client.post("/v1/jobs", files={"file": ("in.png", png())}, data={"recipe": "cartoon"})
+        assert api.wait_finished(client, after.json()["id"])["state"] == "done"
+
+
+def test_refused_uploads_are_named_as_sent(strict: ApiServer) -> None:
+    """A 422 about an uploaded file names the client's file, never its spool file (which
+    would tell the server's folders)."""
+    owner = tenant(strict)
+    with owner.client() as client:
+        for recipe, field, name, data in [
+            ("style", "style_file", "notes.txt", b"not a picture"),
+            ("bg-replace", "background_file", "notes.txt", b"not a picture"),
+            ("bg-replace", "background_file", "empty.png", b""),
+        ]:
+            answer = client.post(
+                "/v1/jobs", files={"file": ("in.png", png()), field: (name, data)}, data={"recipe": recipe}
+            )
+            assert answer.status_code == 422, answer.text
+            detail = one_line_problem(answer)
+            assert detail.startswith(f"{field} {name!r}: ") and str(home_of(strict)) not in detail, detail
+    assert spool_files(strict) == []
 
 
 @pytest.fixture(scope="module")
