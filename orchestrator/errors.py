@@ -22,6 +22,10 @@ class RecipeError(FrameqError):
     """A recipe is unknown or its stage graph is invalid."""
 
 
+class LimitReached(FrameqError):
+    """A tenant has as many jobs (or frames) under way as it may: it should try again later."""
+
+
 class JobNotFound(FrameqError):
     """No job has the given id."""
 

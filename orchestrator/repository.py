@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.clock import db_now
-from orchestrator.errors import JobNotFound
+from orchestrator.errors import JobNotFound, LimitReached
 from orchestrator.planning import TaskSpec
 from orchestrator.recipes import ASSEMBLE_TASK, PLAN_STAGE, PLAN_TASK
 from orchestrator.schema import (
@@ -29,6 +29,7 @@ from orchestrator.schema import (
     Task,
     TaskDependency,
     TaskState,
+    Tenant,
     WebhookDelivery,
 )
 from orchestrator.tasktypes import queue_for
@@ -65,6 +66,9 @@ class Origin:
     webhook_url: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    # The tenant's limits, checked in the transaction that records the job (None: unlimited).
+    max_active_jobs: int | None = None
+    max_queued_frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,11 @@ class Repository:
         origin: Origin | None = None,
     ) -> Job:
         """Record a job and its first task (plan). The plan waits until `source_stored` says
-        the input is in the store, so no worker looks for it earlier."""
+        the input is in the store, so no worker looks for it earlier. A job of a tenant at its
+        limits is not recorded: LimitReached."""
         with self.sessions.begin() as s:
+            if origin is not None:
+                self._check_limits(s, origin)
             job = Job(
                 tenant=origin.tenant if origin else None,
                 webhook_url=origin.webhook_url if origin else None,
@@ -328,12 +335,34 @@ class Repository:
         """What the tenant has under way: unfinished jobs, and their frames (of the sources,
         known once planned)."""
         with self.sessions() as s:
-            active, frames = s.execute(
-                select(func.count(), func.coalesce(func.sum(Job.frames_total), 0)).where(
-                    Job.tenant == tenant, Job.state.not_in(FINISHED_JOB_STATES)
-                )
-            ).one()
+            return self._tenant_load(s, tenant)
+
+    @staticmethod
+    def _tenant_load(s: Session, tenant: str) -> tuple[int, int]:
+        active, frames = s.execute(
+            select(func.count(), func.coalesce(func.sum(Job.frames_total), 0)).where(
+                Job.tenant == tenant, Job.state.not_in(FINISHED_JOB_STATES)
+            )
+        ).one()
         return int(active or 0), int(frames or 0)
+
+    def _check_limits(self, s: Session, origin: Origin) -> None:
+        """Count the tenant's load and refuse at its limits, one submission at a time: the
+        first statement writes the tenant's row, which holds its row lock (PostgreSQL) or the
+        database's write lock (SQLite) until this transaction ends, so two submissions cannot
+        both see room for one more job."""
+        if origin.max_active_jobs is None and origin.max_queued_frames is None:
+            return
+        s.execute(update(Tenant).where(Tenant.name == origin.tenant).values(name=Tenant.name))
+        active, frames = self._tenant_load(s, origin.tenant)
+        if origin.max_active_jobs is not None and active >= origin.max_active_jobs:
+            raise LimitReached(
+                f"tenant {origin.tenant} has {active} jobs under way (limit {origin.max_active_jobs})"
+            )
+        if origin.max_queued_frames is not None and frames >= origin.max_queued_frames:
+            raise LimitReached(
+                f"tenant {origin.tenant} has {frames} frames queued (limit {origin.max_queued_frames})"
+            )
 
     def progress(self, job_ids: Sequence[str]) -> Progress:
         """Totals over these jobs in one statement: a bar over a directory of thousands of files

@@ -46,6 +46,7 @@ from orchestrator.errors import (
     FrameqError,
     InputError,
     JobNotFound,
+    LimitReached,
     StoreRefused,
     TransientError,
     Unreachable,
@@ -275,22 +276,19 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
     style_key = (sub.files["style"].style or {}).get("key")
     if style_key is not None and not svc.store.exists(style_key):
         raise _problem(422, f"style: no object {style_key!r} in the store")
-    active, frames = svc.repo.tenant_load(tenant.name)
-    if active >= tenant.max_active_jobs or frames >= tenant.max_queued_frames:
-        what = (
-            f"{active} jobs under way (limit {tenant.max_active_jobs})"
-            if active >= tenant.max_active_jobs
-            else f"{frames} frames queued (limit {tenant.max_queued_frames})"
-        )
-        raise _problem(
-            429, f"tenant {tenant.name} has {what}: try again later", {"Retry-After": str(RETRY_AFTER_S)}
-        )
     params = sub.params
     alpha = sub.recipe.alpha
     suffix = output_suffix_for(
         Path(sub.name), Path(f"output.{params.format}") if params.format else None, alpha
     )
-    origin = Origin(tenant.name, sub.webhook_url, idempotency_key, fingerprint)
+    origin = Origin(
+        tenant.name,
+        sub.webhook_url,
+        idempotency_key,
+        fingerprint,
+        max_active_jobs=tenant.max_active_jobs,
+        max_queued_frames=tenant.max_queued_frames,
+    )
     kwargs: dict[str, Any] = {
         "priority": PRIORITIES[sub.priority],
         "background": sub.files.get("background"),
@@ -310,6 +308,8 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
         else:
             assert sub.source is not None
             job = submit(svc.repo, svc.store, svc.settings, sub.source, sub.recipe.name, suffix, **kwargs)
+    except LimitReached as exc:
+        raise _problem(429, f"{exc}: try again later", {"Retry-After": str(RETRY_AFTER_S)}) from None
     except IntegrityError:  # the same key sent twice at once: the other request made the job
         earlier = svc.repo.find_idempotent(tenant.name, idempotency_key or "")
         if earlier is None:
