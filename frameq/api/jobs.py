@@ -64,6 +64,7 @@ from orchestrator.webhooks import check_url
 log = logging.getLogger("frameq.api")
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
+BATCH_FORM = re.compile(r"[A-Za-z0-9_-]{1,16}")
 FILE_FIELDS = {"file", "style_file", "background_file"}
 PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 RETRY_AFTER_S = 30  # a tenant at its limit: about how long a job takes to make room
@@ -92,6 +93,7 @@ class Submission:
     source_key: str | None = None  # or an object already in the store
     files: dict[str, Any] = field(default_factory=dict)  # style_file, background_file uploads
     fingerprint: dict[str, Any] = field(default_factory=dict)  # what idempotency compares
+    batch: str | None = None  # an id from POST /v1/batches (or the client's own)
 
 
 def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
@@ -291,6 +293,7 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
     )
     kwargs: dict[str, Any] = {
         "priority": PRIORITIES[sub.priority],
+        "batch_id": sub.batch,
         "background": sub.files.get("background"),
         "also_outputs": (MATTE_STAGE,) if params.with_matte else (),
         "style": sub.files["style"],
@@ -353,6 +356,7 @@ def _same_request(job: Job, fingerprint: str) -> Job:
                             "params": {"type": "string", "description": "RecipeParams as JSON"},
                             "priority": {"type": "string", "enum": list(PRIORITIES)},
                             "webhook_url": {"type": "string"},
+                            "batch": {"type": "string", "pattern": BATCH_FORM.pattern},
                             "style_file": {"type": "string", "format": "binary"},
                             "background_file": {"type": "string", "format": "binary"},
                         },
@@ -432,14 +436,32 @@ def _by_upload(form: Form, tenant: Tenant) -> Submission:
         "priority": priority,
         "webhook": webhook,
     }
-    fingerprint |= {"files": files, "source": key}
+    batch = _batch(form.fields.get("batch"))
+    fingerprint |= {"files": files, "source": key, "batch": batch}
     if upload is not None:
         return Submission(
-            recipe, params, priority, webhook, upload.name, source=upload.path, fingerprint=fingerprint
+            recipe,
+            params,
+            priority,
+            webhook,
+            upload.name,
+            source=upload.path,
+            fingerprint=fingerprint,
+            batch=batch,
         )
     assert key is not None
     key = _check_store_key(key, tenant)
-    return Submission(recipe, params, priority, webhook, key, source_key=key, fingerprint=fingerprint)
+    return Submission(
+        recipe, params, priority, webhook, key, source_key=key, fingerprint=fingerprint, batch=batch
+    )
+
+
+def _batch(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not BATCH_FORM.fullmatch(value):
+        raise _problem(422, f"batch: 1 to 16 letters, digits, - or _, got {value[:20]!r}")
+    return value
 
 
 def _by_reference(body: bytes, tenant: Tenant) -> Submission:
@@ -458,6 +480,7 @@ def _by_reference(body: bytes, tenant: Tenant) -> Submission:
         key,
         source_key=key,
         fingerprint=fingerprint,
+        batch=request.batch,
     )
 
 

@@ -58,6 +58,9 @@ class JobByReference(BaseModel):
     params: RecipeParams = Field(default_factory=RecipeParams)
     priority: Priority = "normal"
     webhook_url: str | None = Field(None, max_length=2048)
+    batch: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,16}$", description="An id from POST /v1/batches"
+    )
 
 
 class StageOut(BaseModel):

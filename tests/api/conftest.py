@@ -22,3 +22,14 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     server = ApiServer(env, home / "api.log")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def idle_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """A server with no worker: what is submitted stays queued."""
+    home = tmp_path_factory.mktemp("idle")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEQ_")}
+    env["FRAMEQ_HOME"] = str(home / "home")
+    server = ApiServer(env, home / "api.log", local_workers=0)
+    yield server
+    server.stop()

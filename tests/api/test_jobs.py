@@ -7,7 +7,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -275,17 +274,6 @@ def test_a_job_from_an_object_in_the_store(api: ApiServer, shared_key: str, tmp_
     with api.client(shared_key) as client:
         answer = client.post("/v1/jobs", json={"source": "uploads/acme/x.png", "recipe": "cartoon"})
         assert "prefixes" in one_line_problem(answer, 422)
-
-
-@pytest.fixture(scope="module")
-def idle_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """A server with no worker: what is submitted stays queued."""
-    home = tmp_path_factory.mktemp("idle")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEQ_")}
-    env["FRAMEQ_HOME"] = str(home / "home")
-    server = ApiServer(env, home / "api.log", local_workers=0)
-    yield server
-    server.stop()
 
 
 def test_submissions_at_once_never_exceed_the_limit(idle_api: ApiServer, tmp_path: Path) -> None:
