@@ -70,6 +70,8 @@ class Tenants:
                 raise ConfigError(f"tenant limits must be at least 1, got {limit}")
         checked = [check_prefix(p) for p in prefixes] if prefixes is not None else None
         with self.sessions.begin() as s:
+            if checked:
+                self._refuse_overlaps(s, name, checked)
             tenant = s.get(Tenant, name)
             if tenant is None:
                 tenant = Tenant(
@@ -89,6 +91,15 @@ class Tenants:
                 tenant.prefixes = checked
             s.flush()
             return tenant
+
+    @staticmethod
+    def _refuse_overlaps(s: Session, name: str, prefixes: Sequence[str]) -> None:
+        """A folder of one tenant may not hold or lie in another's: each would read the other's."""
+        for other in s.scalars(select(Tenant).where(Tenant.name != name)):
+            for mine in prefixes:
+                for theirs in other.prefixes:
+                    if mine.startswith(theirs) or theirs.startswith(mine):
+                        raise ConfigError(f"store prefix {mine!r} overlaps tenant {other.name}'s {theirs!r}")
 
     def get(self, name: str) -> Tenant | None:
         with self.sessions() as s:
