@@ -46,11 +46,27 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     # Several processes may start at once (a CLI run and `frameq jobs`, a fleet of workers):
     # only one may migrate, the others then find the database current.
-    with _migration_lock(engine), engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        config = migrations.alembic_config(connection)
-        command.upgrade(config, revision)
+    with _migration_lock(engine), engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying it, dropping it and renaming the copy: with foreign
+            # keys on, dropping `jobs` would cascade to every task and artifact. The pragma is
+            # ignored inside a transaction, so it is turned off before the migration's begins.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                if not sqlite:
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
+                command.upgrade(migrations.alembic_config(connection), revision)
+                if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                    raise RuntimeError(f"migration left rows without their parents: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 # Arbitrary constants naming frameq's locks among PostgreSQL advisory locks.
