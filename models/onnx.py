@@ -29,7 +29,16 @@ values it reads at run time, and optionally an in-place form).
 
 The batch size is free: files often pin batch 1 in constant Reshape targets, and a leading 1
 there follows the input's batch whenever that is the only way the element counts agree. Spatial
-sizes are free wherever the graph computes them from the input (Pad, Resize by scales, Conv).
+sizes are free wherever the graph computes them from the input (Pad, Resize by scales, Conv, and
+shape arithmetic).
+
+Shape arithmetic: exporters compute sizes in the graph (Shape -> Gather -> Unsqueeze -> Concat
+-> Resize's sizes, Reshape's target, Expand's shape). A Shape node's output, and the output of
+every node that reads only such values and constants, is a *shape value*: a small integer (or
+float) tensor kept on the CPU, whatever device the module is on, whose constants `.to()` leaves
+as they are. Shape values depend on the inputs' shapes only, so the steps that make them run once
+per set of input shapes; later calls with the same shapes take their results from a cache and
+skip them. Consumers read them as Python numbers at run time (no device synchronisation).
 """
 
 from __future__ import annotations
@@ -50,6 +59,8 @@ from onnx import numpy_helper
 
 Kernel = Callable[[list[torch.Tensor]], torch.Tensor | tuple[torch.Tensor, ...]]
 
+# Sets of input shapes whose shape values a module keeps (more are rare: a new set clears them).
+HOST_CACHE_SIZE = 64
 # Operators that only move elements around: a fake-quantised tensor stays one through them.
 SHAPE_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 INT_RANGES = {
@@ -131,6 +142,7 @@ class Built:
     inputs: list[str]  # the values the kernel reads, in order (constants among them are buffers)
     inplace: Kernel | None = None  # the same, overwriting input 0: used where nothing reads it later
     view: bool = False  # the output may share input 0's storage (a reshape, an identity)
+    frozen: bool = False  # the output must never be overwritten in place (a broadcast view)
     bounds: tuple[float, float] | None = None  # the clamp of an activation (Relu, Clip)
     quant: Quant | None = None  # set on a fake-quantising QuantizeLinear
 
@@ -163,6 +175,7 @@ class Step:
     outputs: list[str]
     kernel: Kernel = field(init=False)  # the built kernel, or its in-place form where that is safe
     drop: list[str] = field(default_factory=list)  # values no later step reads: freed after this one
+    host: bool = False  # makes a shape value (see the module's docstring)
 
     def __post_init__(self) -> None:
         self.kernel = self.built.kernel
@@ -188,12 +201,23 @@ class OnnxModule(torch.nn.Module):
         if fake_quant:  # (without the rounding, the clamps are what clamps)
             self.steps = _drop_redundant_clamps(self.steps, self.output_names)
         self._values: dict[str, str] = {}  # graph value -> buffer name, for the constants steps read
+        # Constants of shape-value steps: on the CPU, in their own type, whatever .to() is given.
+        self._host: dict[str, torch.Tensor] = {}
         needed = {name for step in self.steps for name in step.inputs} | set(self.output_names)
         for name in sorted(needed & loader.constants.keys()):
+            if name in loader.host_constants:
+                self._host[name] = loader.constants[name]
+                continue
             key = f"c{len(self._values)}"
             self.register_buffer(key, loader.constants[name], persistent=False)
             self._values[name] = key
-        _plan(self.steps, [*self.input_names, *self._values], self.output_names)
+        # The shape values that steps other than shape-value steps (or the caller) read, cached
+        # per tuple of input shapes.
+        device_reads = {name for step in self.steps if not step.host for name in step.inputs}
+        made_on_host = {name for step in self.steps if step.host for name in step.outputs}
+        self._host_exports = made_on_host & (device_reads | set(self.output_names))
+        self._host_cache: dict[tuple[tuple[int, ...], ...], dict[str, torch.Tensor]] = {}
+        _plan(self.steps, [*self.input_names, *self._values, *self._host], self.output_names)
 
     @classmethod
     def load(cls, path: str | Path, *, fake_quant: bool = True) -> OnnxModule:
@@ -206,21 +230,37 @@ class OnnxModule(torch.nn.Module):
 
     def constants(self) -> dict[str, torch.Tensor]:
         """The constants the steps read, by graph name, as they are now (device, dtype)."""
-        return {name: self._buffers[key] for name, key in self._values.items()}  # type: ignore[misc]
+        values = {name: self._buffers[key] for name, key in self._values.items()}
+        return values | self._host  # type: ignore[return-value]
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if len(inputs) != len(self.input_names):
             raise TypeError(f"{self.path} takes {len(self.input_names)} inputs, got {len(inputs)}")
         values = self.constants()
         values.update(zip(self.input_names, inputs, strict=True))
+        shapes = tuple(tuple(x.shape) for x in inputs)
+        known = self._host_cache.get(shapes) if self._host_exports else None
+        made: dict[str, torch.Tensor] = {}
+        if known is not None:
+            values.update(known)
         for step in self.steps:
+            if step.host and known is not None:  # its results are in the cache
+                for name in step.drop:
+                    values.pop(name, None)
+                continue
             out = step.kernel([values[name] for name in step.inputs])
             if isinstance(out, torch.Tensor):
                 values[step.outputs[0]] = out
             else:
                 values.update(zip(step.outputs, out, strict=False))
+            if step.host:
+                made.update((name, values[name]) for name in step.outputs if name in self._host_exports)
             for name in step.drop:
                 del values[name]
+        if known is None and self._host_exports:
+            if len(self._host_cache) >= HOST_CACHE_SIZE:
+                self._host_cache.clear()
+            self._host_cache[shapes] = made
         return tuple(values[name] for name in self.output_names)
 
 
@@ -278,6 +318,8 @@ def _plan(steps: list[Step], foreign: list[str], outputs: list[str]) -> None:
                 shares = True
         for name in step.outputs:
             join(name, group[first] if shares and first in group else None)
+            if step.host or step.built.frozen:  # cached for later calls, or a broadcast view
+                pinned.add(group[name])
     keep = set(outputs) | set(foreign)
     for name, when in last.items():
         if name not in keep and when != math.inf:
@@ -299,6 +341,8 @@ class _Loader:
         self.alias: dict[str, str] = {}  # a DequantizeLinear's output -> the value it already is
         self.quant: dict[str, Quant] = {}  # runtime values holding fake-quantised reals
         self.integers: dict[str, str] = {}  # such a value -> its integer form, where one is read
+        self.host: set[str] = set()  # shape values (see the module's docstring)
+        self.host_constants: set[str] = set()  # CPU copies of the constants shape-value steps read
         for proto in graph.node:
             if proto.domain not in ("", "ai.onnx"):
                 raise UnsupportedModelError(
@@ -346,7 +390,22 @@ class _Loader:
             self.quant[node.outputs[0]] = built.quant
         if passes:
             self.quant[node.outputs[0]] = self.quant[x]
-        self.steps.append(Step(node.op, built, built.inputs, list(node.outputs)))
+        host = node.op == "Shape" or (
+            any(name in self.host for name in built.inputs)
+            and all(name in self.host or name in self.constants for name in built.inputs)
+        )
+        if host:
+            self.host.update(node.outputs)
+            built.inputs = [self.host_constant(n) if n in self.constants else n for n in built.inputs]
+        self.steps.append(Step(node.op, built, built.inputs, list(node.outputs), host=host))
+
+    def host_constant(self, name: str) -> str:
+        """A copy of constant `name` that stays on the CPU, for a shape-value step."""
+        key = f"{name}#host"
+        if key not in self.constants:
+            self.constants[key] = self.constants[name]
+            self.host_constants.add(key)
+        return key
 
     def integer(self, name: str) -> str:
         """The integer form of fake-quantised value `name`, computed from it by a new step."""
@@ -549,6 +608,11 @@ def _binary(node: Node, ld: _Loader) -> Built:
     return Built(lambda v: fn(v[0], v[1]), list(node.inputs[:2]), inplace=binary_)
 
 
+@_register("MatMul")
+def _matmul(node: Node, ld: _Loader) -> Built:
+    return Built(lambda v: torch.matmul(v[0], v[1]), list(node.inputs[:2]))  # numpy's rules, as ONNX
+
+
 @_register("LeakyRelu")
 def _leaky_relu(node: Node, ld: _Loader) -> Built:
     alpha = float(node.attr("alpha", 0.01))
@@ -654,6 +718,46 @@ def _conv(node: Node, ld: _Loader) -> Built:
     return Built(convolve, [name for name in node.inputs[:3] if name])
 
 
+@_register("ConvTranspose")
+def _conv_transpose(node: Node, ld: _Loader) -> Built:
+    kernel = node.attr("kernel_shape")
+    if kernel is None:
+        kernel = list(ld.const(node, 1).shape[2:])
+    n = len(kernel)
+    deconv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}.get(n)
+    if deconv is None:
+        raise ld.unsupported(node, f"{n}-D transposed convolution")
+    if node.attr("output_shape") is not None or node.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise ld.unsupported(node, "output_shape or SAME auto_pad")
+    strides = tuple(int(s) for s in node.attr("strides", [1] * n))
+    dilations = tuple(int(d) for d in node.attr("dilations", [1] * n))
+    extra = tuple(int(p) for p in node.attr("output_padding", [0] * n))
+    groups = int(node.attr("group", 1))
+    pads = [int(p) for p in node.attr("pads", [0] * (2 * n))]
+    if node.attr("auto_pad", "NOTSET") == "VALID":
+        pads = [0] * (2 * n)
+    begin, end = pads[:n], pads[n:]
+    if any(e >= max(s, d) for e, s, d in zip(extra, strides, dilations, strict=True)):
+        raise ld.unsupported(node, "output_padding of a stride or more")
+    if n == 2 and ld.is_const(node.inputs[1]):
+        weights = ld.const(node, 1)
+        ld.constant(node.inputs[1], weights.contiguous(memory_format=torch.channels_last))
+
+    def transposed(v: list[torch.Tensor]) -> torch.Tensor:
+        x, w, b = v[0], v[1], v[2] if len(v) > 2 else None
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if begin == end:
+            return deconv(x, w, b, strides, tuple(begin), extra, groups, dilations)
+        # Uneven padding crops the full result (torch's padding crops both ends alike)
+        y = deconv(x, w, b, strides, 0, extra, groups, dilations)
+        for axis, (p, q) in enumerate(zip(begin, end, strict=True), start=2):
+            y = y.narrow(axis, p, y.shape[axis] - p - q)
+        return y
+
+    return Built(transposed, [name for name in node.inputs[:3] if name])
+
+
 @_register("BatchNormalization")
 def _batch_norm(node: Node, ld: _Loader) -> Built:
     if len(node.outputs) > 1 or node.attr("training_mode", 0):
@@ -665,6 +769,24 @@ def _batch_norm(node: Node, ld: _Loader) -> Built:
         return F.batch_norm(x, mean, var, scale, bias, False, 0.0, eps)
 
     return Built(batch_norm, list(node.inputs[:5]))
+
+
+@_register("InstanceNormalization")
+def _instance_norm(node: Node, ld: _Loader) -> Built:
+    eps = float(node.attr("epsilon", 1e-5))
+
+    # x * k + (bias - mean * k), k = scale / sqrt(var + eps): two passes over x, in its memory
+    # format. The statistics are float32 whatever x is (float16 sums drift over a large frame).
+    def instance_norm(v: list[torch.Tensor]) -> torch.Tensor:
+        x, scale, bias = v
+        spatial = tuple(range(2, x.dim()))
+        var, mean = torch.var_mean(x.to(torch.float32), dim=spatial, correction=0, keepdim=True)
+        shape = [1, -1] + [1] * len(spatial)
+        k = scale.to(torch.float32).reshape(shape) * torch.rsqrt(var + eps)
+        offset = bias.to(torch.float32).reshape(shape) - mean * k
+        return torch.addcmul(offset.to(x.dtype), x, k.to(x.dtype))
+
+    return Built(instance_norm, list(node.inputs[:3]))
 
 
 @_register("GlobalAveragePool", "GlobalMaxPool")
@@ -792,6 +914,117 @@ def _concat(node: Node, ld: _Loader) -> Built:
     return Built(lambda v: torch.cat(v, dim=axis), [name for name in node.inputs if name])
 
 
+@_register("Shape")
+def _shape(node: Node, ld: _Loader) -> Built:
+    start, end = int(node.attr("start", 0)), node.attr("end")
+    stop = None if end is None else int(end)
+    return Built(lambda v: torch.tensor(v[0].shape[start:stop], dtype=torch.int64), _first(node))
+
+
+@_register("Gather")
+def _gather(node: Node, ld: _Loader) -> Built:
+    axis = int(node.attr("axis", 0))
+
+    def gather(v: list[torch.Tensor]) -> torch.Tensor:
+        x, indices = v[0], v[1].to(v[0].device)
+        a = axis % x.dim()
+        flat = indices.reshape(-1).to(torch.int64)
+        flat = torch.where(flat < 0, flat + x.shape[a], flat)  # negative indices count from the end
+        return x.index_select(a, flat).reshape((*x.shape[:a], *indices.shape, *x.shape[a + 1 :]))
+
+    return Built(gather, list(node.inputs[:2]))
+
+
+def _slice_axes(
+    x: torch.Tensor, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int] | None,
+    steps: Sequence[int] | None,
+) -> torch.Tensor:  # fmt: skip
+    """ONNX's Slice: Python's slice clamping is ONNX's for either sign of step."""
+    index: list[slice] = [slice(None)] * x.dim()
+    backwards = []
+    for k, (start, stop) in enumerate(zip(starts, ends, strict=True)):
+        a = (axes[k] if axes is not None else k) % x.dim()
+        step = steps[k] if steps is not None else 1
+        if step == 0:
+            raise UnsupportedModelError("Slice with a step of 0")
+        index[a] = slice(start, stop, step)
+        if step < 0:
+            backwards.append(a)
+    if not backwards:
+        return x[tuple(index)]
+    for a in backwards:  # torch views take positive steps only: pick the elements instead
+        picked = range(*index[a].indices(x.shape[a]))
+        x = x.index_select(a, torch.tensor(picked, dtype=torch.int64, device=x.device))
+        index[a] = slice(None)
+    return x[tuple(index)]
+
+
+@_register("Slice")
+def _slice(node: Node, ld: _Loader) -> Built:
+    if ld.opset < 10:
+        starts, ends = [int(s) for s in node.attr("starts")], [int(e) for e in node.attr("ends")]
+        axes_attr = node.attr("axes")
+        axes = None if axes_attr is None else [int(a) for a in axes_attr]
+        return Built(lambda v: _slice_axes(v[0], starts, ends, axes, None), _first(node), view=True)
+    names = [node.inputs[i] if node.has(i) else "" for i in range(1, 5)]
+    if all(name == "" or ld.is_const(name) for name in names):
+        bounds = [ld.ints(node, i) if node.has(i) else None for i in range(1, 5)]
+        lo, hi, axes, steps = bounds
+        assert lo is not None and hi is not None
+        return Built(lambda v: _slice_axes(v[0], lo, hi, axes, steps), _first(node), view=True)
+    present = [i for i, name in enumerate(names) if name]  # read at run time (shape values)
+
+    def dynamic_slice(v: list[torch.Tensor]) -> torch.Tensor:
+        given: list[list[int] | None] = [None] * 4
+        for i, t in zip(present, v[1:], strict=True):
+            given[i] = [int(e) for e in t.reshape(-1).tolist()]
+        lo, hi, axes, steps = given
+        assert lo is not None and hi is not None
+        return _slice_axes(v[0], lo, hi, axes, steps)
+
+    return Built(dynamic_slice, [node.inputs[0], *(names[i] for i in present)], view=True)
+
+
+# ONNX's TensorProto data types -> torch's (the float ones: see _cast)
+ONNX_TYPES = {
+    1: torch.float32,
+    2: torch.uint8,
+    3: torch.int8,
+    5: torch.int16,
+    6: torch.int32,
+    7: torch.int64,
+    9: torch.bool,
+    10: torch.float16,
+    11: torch.float64,
+    16: torch.bfloat16,
+}
+
+
+@_register("Cast")
+def _cast(node: Node, ld: _Loader) -> Built:
+    target = ONNX_TYPES.get(int(node.attr("to")))
+    if target is None:
+        raise ld.unsupported(node, f"a cast to ONNX type {node.attr('to')}")
+    if target.is_floating_point:
+        # A float stays in the type the module runs in (one float type at a time, see .to());
+        # integers become float32.
+        return Built(
+            lambda v: v[0] if v[0].is_floating_point() else v[0].to(torch.float32), _first(node), view=True
+        )
+    # float -> integer truncates towards zero, as ONNX's (C's) conversion does
+    return Built(lambda v: v[0].to(target), _first(node), view=True)
+
+
+@_register("Expand")
+def _expand(node: Node, ld: _Loader) -> Built:
+    def expand(v: list[torch.Tensor]) -> torch.Tensor:
+        shape = tuple(int(s) for s in v[1].tolist())
+        return v[0].expand(torch.broadcast_shapes(v[0].shape, shape))  # both ways, as ONNX broadcasts
+
+    # A view whose elements share memory: nothing may write into it
+    return Built(expand, list(node.inputs[:2]), view=True, frozen=True)
+
+
 @_register("Constant")
 def _constant(node: Node, ld: _Loader) -> Built:
     attrs = node.attrs
@@ -855,6 +1088,7 @@ def _pad(node: Node, ld: _Loader) -> Built:
 def _resize(node: Node, ld: _Loader) -> Built:
     mode = node.attr("mode", "nearest")
     sizes: list[int] = []
+    dynamic = False
     if node.op == "Upsample" or ld.opset < 11:  # inputs X, scales; always the asymmetric mapping
         ctm, nearest = "asymmetric", "floor"
         scales = [
@@ -866,7 +1100,8 @@ def _resize(node: Node, ld: _Loader) -> Built:
         nearest = node.attr("nearest_mode", "round_prefer_floor")
         has_scales = node.has(2) and ld.const(node, 2).numel() > 0
         scales = [float(s) for s in ld.const(node, 2).reshape(-1).tolist()] if has_scales else []
-        sizes = ld.ints(node, 3) if node.has(3) else []
+        dynamic = node.has(3) and not ld.is_const(node.inputs[3])  # sizes from shape arithmetic
+        sizes = ld.ints(node, 3) if node.has(3) and not dynamic else []
         if node.attr("antialias", 0) or node.attr("axes") is not None:
             raise ld.unsupported(node, "antialias or axes")
         if node.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
@@ -879,27 +1114,32 @@ def _resize(node: Node, ld: _Loader) -> Built:
             raise ld.unsupported(node, f"nearest resize with {ctm} / {nearest}")
     elif mode != "linear" or ctm not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
         raise ld.unsupported(node, f"{mode} resize with {ctm}")
-    if not spatial_sizes and all(s == 1.0 for s in spatial_scales):
+    if not dynamic and not spatial_sizes and all(s == 1.0 for s in spatial_scales):
         return Built(lambda v: v[0], _first(node), view=True)
+    inputs = [node.inputs[0], node.inputs[3]] if dynamic else _first(node)
+
+    def sizes_of(v: list[torch.Tensor]) -> list[int]:
+        return [int(s) for s in v[1].tolist()[2:]] if dynamic else spatial_sizes
+
     if mode == "linear":
         align, name = ctm == "align_corners", {3: "linear", 4: "bilinear", 5: "trilinear"}
 
         def linear(v: list[torch.Tensor]) -> torch.Tensor:
-            x = v[0]
-            if spatial_sizes:
-                return F.interpolate(x, size=spatial_sizes, mode=name[x.dim()], align_corners=align)
+            x, size = v[0], sizes_of(v)
+            if size:
+                return F.interpolate(x, size=size, mode=name[x.dim()], align_corners=align)
             # The given scale, not out / in, maps the coordinates, as in ONNX.
             return F.interpolate(x, scale_factor=spatial_scales, mode=name[x.dim()], align_corners=align)
 
-        return Built(linear, _first(node))
+        return Built(linear, inputs)
 
     def nearest_resize(v: list[torch.Tensor]) -> torch.Tensor:
-        x = v[0]
+        x, size = v[0], sizes_of(v)
         sources = []
         for axis in range(2, x.dim()):
             n_in = x.shape[axis]
-            n_out = spatial_sizes[axis - 2] if spatial_sizes else math.floor(n_in * spatial_scales[axis - 2])
-            scale = float(np.float32(n_out) / np.float32(n_in)) if spatial_sizes else spatial_scales[axis - 2]
+            n_out = size[axis - 2] if size else math.floor(n_in * spatial_scales[axis - 2])
+            scale = float(np.float32(n_out) / np.float32(n_in)) if size else spatial_scales[axis - 2]
             sources.append(_nearest_sources(n_in, n_out, scale, ctm, nearest))
         repeats = [_repeat_factor(source) for source in sources]
         ry, rx = repeats[0], repeats[-1]
@@ -910,7 +1150,7 @@ def _resize(node: Node, ld: _Loader) -> Built:
         return x
 
     # (view: with a factor of 1 everywhere the broadcast copy is a view of the input)
-    return Built(nearest_resize, _first(node), view=True)
+    return Built(nearest_resize, inputs, view=True)
 
 
 NEAREST_COORDINATES = (
