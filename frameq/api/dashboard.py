@@ -149,6 +149,14 @@ def _foreign(request: Request) -> HTMLResponse | None:
     return _page(request, "problem.html", 403, title="Refused", message=message, tenant=None)
 
 
+def _secure(request: Request) -> bool:
+    """Whether the cookie gets the Secure flag: when this server is spoken to over HTTPS, or when
+    the page that sent the form is an HTTPS one (its Origin), which is how a TLS proxy in front
+    that talks plain HTTP to this server shows. The Origin comes from the browser, and login and
+    logout are only taken from this server's own pages (_foreign), so it names this server."""
+    return request.url.scheme == "https" or request.headers.get("origin", "").lower().startswith("https://")
+
+
 # -- login --------------------------------------------------------------------------------
 
 
@@ -182,7 +190,7 @@ async def login(request: Request, svc: CurrentServices) -> Response:
         httponly=True,  # the page's script never needs it: the browser sends it
         samesite="strict",
         path="/",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )
     return answer
 
@@ -192,9 +200,7 @@ def logout(request: Request) -> Response:
     if (refused := _foreign(request)) is not None:
         return refused
     answer = RedirectResponse("/", status_code=303)
-    answer.delete_cookie(
-        COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
-    )
+    answer.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
     return answer
 
 
