@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from orchestrator.retry import RetryPolicy
 from workers.runtime import Runtime, execute
+
+log = logging.getLogger("frameq.worker")
+
+# What the database may answer between two tasks ("database is locked", a dropped connection,
+# a full connection pool): the next try, after a pause, usually succeeds.
+DATABASE_ERRORS = (DBAPIError, PoolTimeout)
+# Pauses after database errors in a row: exponential with full jitter, up to 30 s.
+DATABASE_BACKOFF = RetryPolicy(base_s=0.5, cap_s=30.0)
 
 
 def run_jobs(runtime: Runtime, job_ids: Sequence[str]) -> None:
@@ -27,12 +40,30 @@ class Stop(Protocol):
 
 def serve(runtime: Runtime, stop: Stop, idle_s: float = 0.5) -> None:
     """Run any job's ready tasks until `stop` is set: a worker of `frameq api`'s local pool.
-    Several such processes share the database; claiming a task is atomic, so each runs once."""
+    Several such processes share the database; claiming a task is atomic, so each runs once.
+
+    A database error between tasks (finding, claiming or recording one) does not end the
+    worker: it waits and tries again. A task it claimed but could not record is still under
+    its lease, and goes to a worker again once that runs out."""
+    failures = 0
     while not stop.is_set():
-        task_id = runtime.repo.next_ready()
-        if task_id is None:
-            stop.wait(idle_s)
+        try:
+            task_id = runtime.repo.next_ready()
+            outcome = execute(runtime, task_id) if task_id is not None else None
+        except DATABASE_ERRORS as exc:
+            failures += 1
+            delay = max(0.2, DATABASE_BACKOFF.delay_s(failures))
+            log.warning(
+                "worker %s: database error, again in %.1fs: %s: %s",
+                runtime.name,
+                delay,
+                type(exc).__name__,
+                " ".join(str(exc).split())[:500],
+            )
+            stop.wait(delay)
             continue
-        outcome = execute(runtime, task_id)
-        if outcome.retry_in_s is not None:
+        failures = 0
+        if outcome is None:
+            stop.wait(idle_s)
+        elif outcome.retry_in_s is not None:
             stop.wait(outcome.retry_in_s)

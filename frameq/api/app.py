@@ -145,7 +145,11 @@ def healthz() -> dict[str, str]:
 
 @_meta.get(
     "/readyz",
-    summary="The database, the store and the broker answer",
+    summary="The database, the store and the broker answer, and local workers are alive",
+    description=(
+        "In embedded mode `checks.workers` says how many of the local worker processes are "
+        'alive ("2/2 alive"); the server is not ready while none is, if it should have some.'
+    ),
     responses={
         200: {"model": Readiness},
         503: {"model": Readiness, "description": "Not ready: `checks` says which part does not answer"},
@@ -164,6 +168,10 @@ def readyz(svc: CurrentServices) -> JSONResponse:
         probes["broker"] = svc.dispatcher.queue_depths
     checks = {name: _probe(name, probe) for name, probe in probes.items()}
     ready = all(v == "ok" for v in checks.values())
+    if (workers := svc.workers()) is not None:
+        alive, size = workers
+        checks["workers"] = f"{alive}/{size} alive"
+        ready = ready and (alive > 0 or size == 0)  # a pool that lost some still runs tasks
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
