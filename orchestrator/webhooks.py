@@ -62,6 +62,7 @@ log = logging.getLogger("frameq.webhooks")
 SEND_LEASE_S = 60.0  # a claimed delivery not recorded within this is claimed again
 TIMEOUT_S = 10.0  # for a whole attempt, from connecting to the answer's status line
 SENDERS = 8  # deliveries sent at once
+ENQUEUE_LIMIT = 500  # deliveries recorded per round (9 parameters each, in one INSERT)
 EVENTS = {"done": "job.done", "failed": "job.failed", "cancelled": "job.cancelled"}
 
 
@@ -155,16 +156,22 @@ class Webhooks:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def enqueue_finished(self) -> int:
-        """Record a delivery for every finished job with a webhook and none yet; how many."""
+    def enqueue_finished(self, limit: int = ENQUEUE_LIMIT) -> int:
+        """Record a delivery for finished jobs with a webhook and none yet, at most `limit`
+        of them, those that finished first first; how many. Bounded so that one statement's
+        parameters stay within what the database takes (PostgreSQL: 65,535) after a backlog
+        built up: the next rounds take the rest."""
         with self.sessions.begin() as s:
             jobs = list(
                 s.scalars(
-                    select(Job).where(
+                    select(Job)
+                    .where(
                         Job.webhook_url.is_not(None),
                         Job.state.in_(FINISHED_JOB_STATES),
                         ~exists().where(WebhookDelivery.job_id == Job.id),
                     )
+                    .order_by(Job.finished_at.asc().nulls_last(), Job.id)
+                    .limit(limit)
                 ).all()
             )
             if not jobs:
@@ -178,13 +185,14 @@ class Webhooks:
                     "payload": payload(job, EVENTS[job.state]),
                     "state": WebhookState.PENDING,
                     "attempts": 0,
-                    "next_attempt_at": db_now(),
-                    "created_at": db_now(),
                 }
                 for job in jobs
             ]
             insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-            s.execute(insert(WebhookDelivery).values(rows).on_conflict_do_nothing())
+            # One statement, its rows as executemany's parameters: compiled once (and cached),
+            # however many rows there are.
+            statement = insert(WebhookDelivery).values(next_attempt_at=db_now(), created_at=db_now())
+            s.execute(statement.on_conflict_do_nothing(), rows)
             return len(rows)
 
     def due(self, limit: int = 20) -> list[Due]:
