@@ -1,4 +1,5 @@
-"""The web dashboard: server-rendered pages over the tenant's jobs, and the previews they show.
+"""The web dashboard: server-rendered pages over the tenant's jobs, the previews they show (made
+by previews.py) and the styles' contact sheet.
 
 Pages find the tenant from the `frameq_key` cookie that POST /login sets; without a valid one
 they send the browser to the login page. The pages' script (static/dashboard.js) calls the JSON
@@ -13,36 +14,35 @@ sibling subdomain), which SameSite lets through. No token is needed on top of th
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import logging
 import os
-import shutil
 import tempfile
 import threading
 from datetime import UTC, datetime
-from fractions import Fraction
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import av
-import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from PIL import Image, ImageOps
+from PIL import Image
 
+from frameq.api import previews
 from frameq.api.auth import COOKIE, CurrentServices, CurrentTenant, same_origin
-from frameq.api.jobs import PRIORITY_NAMES, job_out, list_jobs, own_job
+from frameq.api.jobs import job_out, list_jobs, own_job
 from frameq.api.services import Services
 from orchestrator.dispatch import PRIORITIES
 from orchestrator.errors import ConfigError
 from orchestrator.inputs import kind_of
-from orchestrator.outputs import output_keys
 from orchestrator.recipes import RECIPES
-from orchestrator.schema import Job, JobState, Tenant, utcnow
+from orchestrator.schema import JobState, Tenant, utcnow
 from orchestrator.styles import DEFAULT_STRENGTH, catalogue
 
 log = logging.getLogger("frameq.api")
@@ -52,12 +52,9 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 PAGE_SIZE = 25
 LOGIN_FORM_BYTES = 16 * 1024
-THUMB_PX = 320  # long side of a preview picture
-CLIP_S = 4.0  # a video's preview clip: its first seconds
-CLIP_PX = 480  # and at most this long side
 SHEET_TILE_PX = 96  # height of one tile of the styles' contact sheet
 SHEET_SAMPLE = "carphone_pristine"  # a real person, 176x144, from the sample clips the project ships
-PREVIEWS = ("input.jpg", "result.jpg", "input.mp4", "result.mp4")
+SHEET_MODEL = "multistyle26.onnx"  # the 26-style network the sheet draws
 PAGE_HEADERS = {
     # Everything comes from this server: no inline script or style, no other origin at all.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -290,7 +287,6 @@ def job_page(job_id: str, request: Request, svc: CurrentServices) -> Response:
         "job.html",
         tenant=tenant,
         job=out,
-        priority=PRIORITY_NAMES.get(job.priority, "normal"),
         kind=kind_of(Path(job.source_key)),
         finished=job.finished_at is not None,
     )
@@ -324,165 +320,32 @@ def static(name: str) -> Response:
     )
 
 
-# -- previews -----------------------------------------------------------------------------
+# -- previews (previews.py) ----------------------------------------------------------------
 
 
 @router.get("/jobs/{job_id}/preview/{name}")
-def preview(job_id: str, name: str, svc: CurrentServices, tenant: CurrentTenant) -> Response:
+async def preview(job_id: str, name: str, svc: CurrentServices, tenant: CurrentTenant) -> Response:
     """input.jpg / result.jpg: a downscaled picture (a video's: one frame); input.mp4 /
-    result.mp4: a video's first seconds, small, H.264. Made on first request, then kept."""
-    job = own_job(svc, tenant, job_id)
-    if name not in PREVIEWS:
-        raise HTTPException(404, f"no preview {name!r} (there are {', '.join(PREVIEWS)})")
-    which, _, ext = name.partition(".")
-    if which == "result" and (job.state != JobState.DONE or not job.output_key):
-        raise HTTPException(409, f"job {job_id} is {job.state}: no result to preview")
-    key = job.source_key if which == "input" else output_keys(job)[0]
-    kind = kind_of(Path(key))
-    if ext == "mp4" and kind != "video":
-        raise HTTPException(404, f"job {job_id}: its {which} is a picture, it has no clip")
-    cached = _cache(svc, job) / name
-    if not svc.store.exists(key):  # expired (FRAMEQ_OUTPUTS_TTL_DAYS): its previews go with it
-        shutil.rmtree(cached.parent, ignore_errors=True)
-        raise HTTPException(410, f"job {job_id}: its {which} has been deleted from the store")
-    with _lock(cached):
-        if not cached.is_file():
-            _make(svc, key, kind, cached)
-    return FileResponse(
-        cached,
-        media_type="image/jpeg" if ext == "jpg" else "video/mp4",
+    result.mp4: a video's first seconds, small, H.264. Made on first request, then kept with
+    the job's objects in the store."""
+    job = await run_in_threadpool(own_job, svc, tenant, job_id)
+    data = await previews.preview(svc, job, name)
+    return Response(
+        data,
+        media_type="image/jpeg" if name.endswith(".jpg") else "video/mp4",
         headers={"Cache-Control": "private, max-age=86400"},
     )
-
-
-def _cache(svc: Services, job: Job) -> Path:
-    return svc.settings.home / "dashboard" / "previews" / job.id
-
-
-_locks: dict[Path, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(path: Path) -> threading.Lock:
-    """One maker per preview: two requests for it at once wait for the same file."""
-    with _locks_guard:
-        return _locks.setdefault(path, threading.Lock())
-
-
-def _make(svc: Services, key: str, kind: str | None, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        with svc.store.reading(key) as local:
-            if dest.suffix == ".mp4":
-                _clip(local, tmp)
-            elif kind == "video":
-                Image.fromarray(_still_of_video(local)).save(tmp, "JPEG", quality=85)
-            else:
-                _picture(local, tmp)
-        os.replace(tmp, dest)
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        log.warning("preview of %s failed: %s: %s", key, type(exc).__name__, exc)
-        raise HTTPException(422, f"no preview of {Path(key).name}: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _checkerboard(height: int, width: int) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    return np.where((y // 8 + x // 8) % 2 == 0, 204, 153).astype(np.uint8)[..., None].repeat(3, axis=2)
-
-
-def _flatten(rgba: np.ndarray) -> np.ndarray:
-    """RGB; what is transparent drawn over a grey checkerboard, as picture editors show it."""
-    alpha = rgba[..., 3:].astype(np.float32) / 255
-    board = _checkerboard(*rgba.shape[:2]).astype(np.float32)
-    return (rgba[..., :3] * alpha + board * (1 - alpha) + 0.5).astype(np.uint8)
-
-
-def _picture(src: Path, dest: Path) -> None:
-    with Image.open(src) as image:
-        image.draft("RGB", (THUMB_PX, THUMB_PX))  # a JPEG decodes at a reduced scale
-        upright = ImageOps.exif_transpose(image)  # as the workers read it
-        upright.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
-        alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
-        rgb = _flatten(np.asarray(upright.convert("RGBA"))) if alpha else np.asarray(upright.convert("RGB"))
-    Image.fromarray(rgb).save(dest, "JPEG", quality=85)
-
-
-def _fit(width: int, height: int, longest: int) -> tuple[int, int]:
-    """A size within `longest`, never larger than the source, even (what yuv420p needs)."""
-    scale = min(1.0, longest / max(width, height))
-    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
-
-
-def _small(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-    """The frame scaled, upright (its display rotation applied) and without transparency."""
-    alpha = any(c.is_alpha for c in frame.format.components)
-    pixels = frame.reformat(width=width, height=height, format="rgba" if alpha else "rgb24")
-    rgb = pixels.to_ndarray()
-    if alpha:
-        rgb = _flatten(rgb)
-    turns = round((frame.rotation or 0) / 90) % 4  # degrees counter-clockwise
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
-
-
-def _still_of_video(src: Path) -> np.ndarray:
-    """One frame, half a second in (or the middle of a shorter video): first frames are often black."""
-    with av.open(str(src)) as container:
-        stream = container.streams.video[0]
-        duration = float(container.duration or 0) / av.time_base
-        target = min(0.5, duration / 2)
-        chosen = None
-        for frame in container.decode(stream):
-            chosen = frame
-            if frame.time is not None and frame.time >= target:
-                break
-        if chosen is None:
-            raise ValueError("no frame decoded")
-        return _small(chosen, *_fit(chosen.width, chosen.height, THUMB_PX))
-
-
-def _clip(src: Path, dest: Path) -> None:
-    """The video's first CLIP_S seconds, small, H.264 in MP4 with its index first (it plays
-    while it loads); frames at a constant rate, no audio: a preview, not the result."""
-    with (
-        av.open(str(src)) as inp,
-        av.open(str(dest), "w", format="mp4", options={"movflags": "+faststart"}) as out,
-    ):
-        source = inp.streams.video[0]
-        rate = Fraction(source.average_rate or 25).limit_denominator(1001)
-        time_base = 1 / rate
-        stream: Any = None
-        start = None
-        for n, frame in enumerate(inp.decode(source)):
-            when = frame.time or 0.0
-            start = when if start is None else start
-            if when - start >= CLIP_S:
-                break
-            rgb = _small(frame, *_fit(frame.width, frame.height, CLIP_PX))
-            if stream is None:
-                stream = out.add_stream("libx264", rate=rate)
-                stream.height, stream.width = rgb.shape[:2]
-                stream.pix_fmt = "yuv420p"
-                stream.time_base = time_base
-                stream.codec_context.time_base = time_base
-                stream.options = {"crf": "26", "preset": "veryfast"}
-            picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-            picture.pts, picture.time_base = n, time_base
-            out.mux(stream.encode(picture))
-        if stream is None:
-            raise ValueError("no frame decoded")
-        out.mux(stream.encode(None))
 
 
 # -- the styles' contact sheet -------------------------------------------------------------
 
 
 class _Sheet:
-    """Every style drawn on one real picture, made once per server process when first asked for."""
+    """Every style drawn on one real picture, once per FRAMEQ_HOME: the PNG is kept there
+    (dashboard/styles-KEY.png, KEY a hash of what it shows: the style network's file, frameq's
+    version, the styles, the sample and the tile size), so a later process, or another replica
+    on the same home, reads it instead of loading torch to draw it again. This process keeps it
+    in memory once read or drawn."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -495,18 +358,51 @@ class _Sheet:
 
         if self._png is not None:
             return True
-        present = (models_dir() / "multistyle26.onnx").is_file() and importlib.util.find_spec("skvideo")
+        present = (models_dir() / SHEET_MODEL).is_file() and importlib.util.find_spec("skvideo")
         return not self._failed and bool(present)
 
-    def png(self) -> bytes | None:
+    def png(self, home: Path) -> bytes | None:
         with self._lock:
             if self._png is None and not self._failed:
                 try:
-                    self._png = _draw_sheet()
+                    self._png = _kept_sheet(home / "dashboard")
                 except (RuntimeError, ConfigError, OSError, av.FFmpegError) as exc:  # ModelMissingError
                     log.warning("no styles sheet: %s: %s", type(exc).__name__, exc)
                     self._failed = True
             return self._png
+
+
+def _sheet_key() -> str:
+    from models.weights import models_dir, sha256
+
+    try:
+        release = version("frameq")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        release = "unreleased"
+    shown = [release, SHEET_SAMPLE, str(SHEET_TILE_PX), repr(catalogue()), sha256(models_dir() / SHEET_MODEL)]
+    return hashlib.sha256("\n".join(shown).encode()).hexdigest()[:16]
+
+
+def _kept_sheet(folder: Path) -> bytes:
+    """The sheet kept in `folder`, drawn first if it is not there (by one process at a time:
+    another one waits for it, then reads it)."""
+    path = folder / f"styles-{_sheet_key()}.png"
+    if path.is_file():
+        return path.read_bytes()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "styles.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if path.is_file():
+            return path.read_bytes()
+        png = _draw_sheet()
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+        with os.fdopen(fd, "wb") as out:
+            out.write(png)
+        os.replace(name, path)
+        for old in folder.glob("styles-*.png"):  # sheets of other models or versions
+            if old != path:
+                old.unlink(missing_ok=True)
+    return png
 
 
 def _draw_sheet() -> bytes:
@@ -527,8 +423,8 @@ SHEET = _Sheet()
 
 
 @router.get("/styles.png")
-def styles_sheet(_tenant: CurrentTenant) -> Response:
-    png = SHEET.png()
+def styles_sheet(svc: CurrentServices, _tenant: CurrentTenant) -> Response:
+    png = SHEET.png(svc.settings.home)
     if png is None:
         raise HTTPException(404, "no styles sheet: the style network's model file is missing")
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -11,7 +11,7 @@ import av
 import cv2
 import httpx
 import numpy as np
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 
 from frameq.samples import sample_clip
 from tests.api.server import ApiServer
@@ -185,6 +185,34 @@ def test_a_video_job_shows_a_preview_clip_that_plays(
     page.wait_for_function("() => !document.getElementById('preview-clip').seeking")
     screenshot(page, "job-video-done")
     assert console_errors == []
+
+
+def test_a_preview_that_cannot_be_made_says_so_on_the_page(
+    api: ApiServer, browser: Browser, screenshot: Shot, tmp_path: Path
+) -> None:
+    """A done job whose input no longer decodes (its file in the store damaged after the job
+    ran): the page shows why there is no picture before, and the result after as usual."""
+    _, key = api.key()
+    with api.client(key) as client:
+        job_id = submit(client, person_photo(tmp_path / "person.jpg"), "person.jpg")
+        assert api.wait_finished(client, job_id)["state"] == "done"
+    folder = Path(api.env["FRAMEQ_HOME"]) / "store" / "jobs" / job_id
+    (folder / "source.jpg").write_bytes(b"\xff\xd8\xff\xe0 no longer a JPEG")
+    (folder / "previews" / "input.jpg").unlink(missing_ok=True)  # kept if it was made already
+    context = browser.new_context()  # a browser that never cached this job's previews
+    try:
+        tab = context.new_page()
+        log_in(tab, api, key)
+        tab.goto(f"{api.url}/jobs/{job_id}")
+        tab.wait_for_function(
+            "() => document.getElementById('preview-input').textContent.startsWith('No preview of')"
+        )
+        said = tab.inner_text("#preview-input")
+        assert said.startswith("No preview of person.jpg: "), said
+        assert natural_size(tab, "#preview-result") == (176, 144)
+        screenshot(tab, "job-no-preview")
+    finally:
+        context.close()
 
 
 def test_a_queued_job_is_cancelled_from_its_page(

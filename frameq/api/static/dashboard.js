@@ -189,6 +189,32 @@ function jobPage() {
   });
 }
 
+// A preview the server did not make (media over the pixel limit, or that cannot be decoded)
+// gives way to a line saying so, with the server's reason.
+function previewFallbacks() {
+  for (const media of document.querySelectorAll(".previews img, .previews video")) {
+    let replaced = false;
+    const replace = async () => {
+      if (replaced) return;
+      replaced = true;
+      const note = document.createElement("p");
+      note.className = "no-preview";
+      note.id = media.id;
+      note.textContent = "No preview.";
+      media.replaceWith(note);
+      try {
+        await getJson(media.getAttribute("src"));
+      } catch (error) {
+        // "no preview of NAME: why", as a sentence
+        if (error instanceof ApiError) note.textContent = error.message.replace(/^./, (c) => c.toUpperCase());
+      }
+    };
+    media.addEventListener("error", replace);
+    const failed = media.tagName === "IMG" ? media.complete && media.naturalWidth === 0 : media.error !== null;
+    if (failed) replace();
+  }
+}
+
 // -- /jobs/new: the options each recipe takes, and the upload ----------------------------
 
 function newPage() {
@@ -311,5 +337,6 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("time[datetime]").forEach(localise);
   jobsPage();
   jobPage();
+  previewFallbacks();
   newPage();
 });
