@@ -7,9 +7,10 @@ API (`/v1/jobs...`) with the same cookie, which auth.py accepts.
 
 CSRF: the cookie is SameSite=Strict, so no other site's page makes the browser send it; and
 every request that changes state with it is refused unless its Origin (or Referer) header names
-this server (auth.same_origin): the login, logout and cancel forms here, the upload (POST
-/v1/jobs) in auth.py. That also shuts out other origins of the same site (another port, a
-sibling subdomain), which SameSite lets through. No token is needed on top of that.
+this server (auth.same_origin): the login, logout and cancel forms here, and every change made
+through the API with the cookie as its credential (the upload, a cancel) in auth.py. That also
+shuts out other origins of the same site (another port, a sibling subdomain), which SameSite
+lets through. No token is needed on top of that.
 """
 
 from __future__ import annotations
