@@ -908,10 +908,22 @@ def _unsqueeze(node: Node, ld: _Loader) -> Built:
     return Built(unsqueeze, _first(node), view=True)
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 @_register("Concat")
 def _concat(node: Node, ld: _Loader) -> Built:
     axis = int(node.attr("axis"))
-    return Built(lambda v: torch.cat(v, dim=axis), [name for name in node.inputs if name])
+
+    def concat(v: list[torch.Tensor]) -> torch.Tensor:
+        # torch.cat of mixed memory formats writes plain NCHW, and the next convolution copies it
+        # back: where any part is channels-last (a convolution's output), make them all so.
+        if len(v) > 1 and any(_channels_last(t) for t in v) and not all(_channels_last(t) for t in v):
+            v = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in v]
+        return torch.cat(v, dim=axis)
+
+    return Built(concat, [name for name in node.inputs if name])
 
 
 @_register("Shape")

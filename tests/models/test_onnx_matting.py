@@ -389,3 +389,16 @@ def test_unsupported_variants_are_refused_at_load() -> None:
         OnnxModule(transposed)
     with pytest.raises(UnsupportedModelError, match=r"Cast .*ONNX type 8"):
         OnnxModule(graph([n("Cast", ["x"], to=TensorProto.STRING)], ["y"]))
+
+
+def test_concat_of_a_convolution_and_the_input_stays_channels_last() -> None:
+    """MODNet concatenates a convolution's output (channels-last) with the input image (NCHW)
+    before its last convolutions: the result is channels-last, so the next convolution copies
+    nothing (plain torch.cat of mixed formats writes NCHW)."""
+    nodes = [n("Conv", ["x", "w"], "c", pads=[1, 1, 1, 1]), n("Concat", ["c", "x"], axis=1)]
+    model = graph(nodes, ["y"], w=FILTERS.transpose(1, 0, 2, 3).copy())
+    ((reference, _),) = compare(model, crop())
+    with torch.no_grad():
+        (got,) = OnnxModule(model)(torch.from_numpy(crop()))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(got.numpy() - reference).max() <= 1e-5
