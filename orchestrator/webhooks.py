@@ -8,9 +8,11 @@ A delivery that fails is retried with growing delays (RETRY_DELAYS_S), then mark
 `replay` sends it again.
 
 Receivers are the tenants' own servers, so none is trusted to behave: a `Sender` sends several
-deliveries at once and each attempt, from connecting to the answer's status line, ends within
-TIMEOUT_S (a receiver dripping its answer a byte at a time included); the answer's body is not
-read; the host's addresses are checked as the connection is made, not only when the URL was.
+deliveries at once and each attempt, from resolving the host to the answer's status line, ends
+within TIMEOUT_S (a receiver dripping its answer a byte at a time, or a resolver that does not
+answer, included); the answer's body is not read; each attempt resolves the host once, checks
+those addresses (an IPv6 form carrying an internal IPv4 address included) and connects to one
+of them, not only when the URL was checked.
 
 Requests are signed as the Standard Webhooks specification says: headers `webhook-id` (the
 same on every retry, so a receiver can drop duplicates), `webhook-timestamp` (Unix seconds) and
@@ -30,7 +32,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,9 +68,31 @@ ENQUEUE_LIMIT = 500  # deliveries recorded per round (9 parameters each, in one 
 EVENTS = {"done": "job.done", "failed": "job.failed", "cancelled": "job.cancelled"}
 
 
-def check_url(url: str, allow_private: bool) -> str:
+Lookup = Callable[[str, int], Sequence[str]]  # (host, port) -> its addresses, as getaddrinfo finds them
+
+
+def getaddrinfo(host: str, port: int) -> list[str]:
+    """The system resolver's addresses for `host`, each once, in its order."""
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_url(
+    url: str, allow_private: bool, timeout_s: float = TIMEOUT_S, lookup: Lookup = getaddrinfo
+) -> str:
     """An http(s) URL whose host resolves only to public addresses (unless `allow_private`):
     a tenant must not make frameq call into its own network."""
+    host, port = url_host(url)
+    if not allow_private:
+        try:
+            allowed_addresses(host, port, allow_private, timeout_s, lookup)
+        except TimeoutError:
+            raise ConfigError(f"webhook host {host!r} does not resolve within {timeout_s:g} s") from None
+    return url
+
+
+def url_host(url: str) -> tuple[str, int]:
+    """The host and port of a webhook URL, refused unless it is plain http(s)."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -80,26 +104,94 @@ def check_url(url: str, allow_private: bool) -> str:
         raise ConfigError(f"webhook URL {url!r} must not contain spaces or control characters")
     if parts.username or parts.password:
         raise ConfigError("webhook URL must not carry credentials")
-    if not allow_private:
-        allowed_addresses(parts.hostname, port, allow_private)
-    return url
+    return parts.hostname, port
 
 
-def allowed_addresses(host: str, port: int, allow_private: bool) -> list[str]:
-    """The addresses `host` resolves to, refused if any is internal (unless `allow_private`)."""
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"webhook host {host!r} does not resolve: {exc}") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+def allowed_addresses(
+    host: str, port: int, allow_private: bool, timeout_s: float = TIMEOUT_S, lookup: Lookup = getaddrinfo
+) -> list[str]:
+    """The addresses `host` resolves to, refused if any is internal (unless `allow_private`).
+    Raises TimeoutError when the resolver takes over `timeout_s`."""
+    addresses = resolve(host, port, timeout_s, lookup)
     for text in addresses if not allow_private else ():
         address = ipaddress.ip_address(text.split("%")[0])
-        if not address.is_global or address.is_multicast:
+        if is_internal(address):
             raise ConfigError(
                 f"webhook host {host!r} is a loopback, link-local or private address ({address}); "
                 "FRAMEQ_WEBHOOK_ALLOW_PRIVATE=1 allows it"
             )
     return addresses
+
+
+def resolve(host: str, port: int, timeout_s: float, lookup: Lookup = getaddrinfo) -> list[str]:
+    """`lookup(host, port)` within `timeout_s`: run in a thread of its own, since getaddrinfo
+    takes no timeout and a slow resolver would otherwise hold a sender past its deadline (the
+    thread is left to end by itself). Raises ConfigError when the host does not resolve, and
+    TimeoutError when the answer is late."""
+    if _literal(host):
+        return [host]  # an address: nothing to ask
+    answer: list[Sequence[str] | Exception] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            answer.append(lookup(host, port))
+        except Exception as exc:  # OSError; UnicodeError, for a name IDNA refuses
+            answer.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="frameq-webhook-resolve", daemon=True).start()
+    if not done.wait(max(0.0, timeout_s)):
+        raise TimeoutError(f"resolving {host!r} took over {timeout_s:g} s")
+    found = answer[0]
+    if isinstance(found, Exception):
+        raise ConfigError(f"webhook host {host!r} does not resolve: {found}")
+    if not found:
+        raise ConfigError(f"webhook host {host!r} does not resolve: no address")
+    return list(found)
+
+
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+# IPv6 forms that carry an IPv4 address and reach it: `is_global` looks only at the IPv6 form.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix (RFC 6052)
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use translators (RFC 8215)
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated, still routed by some stacks
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 2765)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries: IPv4-mapped (::ffff:a.b.c.d), 6to4
+    (2002:aabb:ccdd::/48), NAT64 (64:ff9b::a.b.c.d), IPv4-compatible (::a.b.c.d),
+    IPv4-translated (::ffff:0:a.b.c.d), or Teredo's client; None for any other."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in net for net in (_NAT64, _IPV4_COMPATIBLE, _IPV4_TRANSLATED)):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, private, link-local, reserved or multicast; for an IPv6 address that carries
+    an IPv4 one, that one is judged as well."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64 or address.is_site_local:
+            return True
+        embedded = embedded_ipv4(address)
+        if embedded is not None and is_internal(embedded):
+            return True
+    return not address.is_global or address.is_multicast
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -326,14 +418,30 @@ class CheckedStream(httpcore.NetworkStream):
 
 
 class CheckedBackend(httpcore.NetworkBackend):
-    """How webhooks connect: to the addresses the host resolves to as the connection is made,
-    checked then (a host may resolve to a public address when its URL is checked and to an
-    internal one a moment later), with every step ending by one deadline."""
+    """How webhooks connect: to the addresses the host resolved to for this attempt, checked
+    then, and only to those (a host may resolve to a public address when its URL is checked at
+    submission and to an internal one a moment later; asking again as the connection is made
+    could give yet another), with every step, resolving included, ending by one deadline."""
 
-    def __init__(self, allow_private: bool, deadline: float) -> None:
+    def __init__(self, allow_private: bool, deadline: float, lookup: Lookup = getaddrinfo) -> None:
         self.allow_private = allow_private
         self.deadline = Deadline(deadline)
+        self.lookup = lookup
         self.tcp = httpcore.SyncBackend()
+        self._resolved: dict[tuple[str, int], list[str]] = {}
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        """The host's checked addresses, resolved once per backend (one attempt). Raises
+        ConfigError for a host refused or unknown, httpcore.ConnectTimeout past the deadline."""
+        key = (host.strip("[]").lower(), port)
+        if key not in self._resolved:
+            left = self.deadline.left(None, httpcore.ConnectTimeout)
+            try:
+                found = allowed_addresses(key[0], port, self.allow_private, left, self.lookup)
+            except TimeoutError:
+                raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from None
+            self._resolved[key] = found
+        return self._resolved[key]
 
     def connect_tcp(
         self,
@@ -344,7 +452,7 @@ class CheckedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         try:
-            addresses = allowed_addresses(host, port, self.allow_private)
+            addresses = self.addresses(host, port)
         except ConfigError as exc:
             raise httpcore.ConnectError(str(exc)) from None
         failure: Exception = httpcore.ConnectError(f"{host!r} has no address")
@@ -376,15 +484,23 @@ _FAILURES = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.Unsupported
 
 
 def send(
-    delivery: Due, allow_private: bool, timeout_s: float = TIMEOUT_S, tls: ssl.SSLContext = _TLS
+    delivery: Due,
+    allow_private: bool,
+    timeout_s: float = TIMEOUT_S,
+    tls: ssl.SSLContext = _TLS,
+    lookup: Lookup = getaddrinfo,
 ) -> tuple[int | None, str | None]:
-    """POST one delivery; (status, error). The host's addresses are checked again as it connects:
-    they may have changed. The receiver's status is its whole answer: its body is not read.
-    `tls` verifies https receivers (the system's certificate authorities)."""
+    """POST one delivery; (status, error). The host is resolved once for the attempt, within
+    its timeout, its addresses checked (they may have changed since the URL was), and the
+    connection goes to one of those. The receiver's status is its whole answer: its body is
+    not read. `tls` verifies https receivers (the system's certificate authorities)."""
+    backend = CheckedBackend(allow_private, time.monotonic() + timeout_s, lookup)
     try:
-        check_url(delivery.url, allow_private)
+        backend.addresses(*url_host(delivery.url))
     except ConfigError as exc:
         return None, str(exc)
+    except httpcore.TimeoutException:
+        return None, f"timed out after {timeout_s:g} s"
     timestamp = int(time.time())
     headers: dict[bytes | str, bytes | str] = {
         "content-type": "application/json",
@@ -393,7 +509,6 @@ def send(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(delivery.secret, delivery.message_id, timestamp, delivery.body),
     }
-    backend = CheckedBackend(allow_private, time.monotonic() + timeout_s)
     timeouts = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
     try:
         with (

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import socket
 import ssl
@@ -19,7 +20,16 @@ import httpcore
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.webhooks import CheckedBackend, Due, check_url, send, sign, verify
+from orchestrator.webhooks import (
+    CheckedBackend,
+    Due,
+    check_url,
+    embedded_ipv4,
+    getaddrinfo,
+    send,
+    sign,
+    verify,
+)
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 BODY = b'{"type":"job.done","data":{"id":"abc"}}'
@@ -40,6 +50,21 @@ INTERNAL = [
     "http://[fe80::1]/hook",
     "http://localhost/hook",
     "https://localhost:8443/hook",
+    # IPv6 forms that carry an internal IPv4 address, though Python calls them global
+    "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+    "http://[64:ff9b::10.0.0.1]/hook",  # NAT64 of 10.0.0.1
+    "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of the cloud metadata address
+    "http://[64:ff9b:1::7f00:1]/hook",  # a local-use NAT64 prefix
+    "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+    "http://[2002:c0a8:a::1]/hook",  # 6to4 of 192.168.0.10
+    "http://[::127.0.0.1]/hook",  # IPv4-compatible
+    "http://[::a00:1]/hook",  # IPv4-compatible 10.0.0.1, in hex
+    "http://[::ffff:7f00:1]/hook",  # IPv4-mapped loopback, in hex
+    "http://[::ffff:10.0.0.1]/hook",
+    "http://[::ffff:169.254.169.254]/hook",
+    "http://[::ffff:0:127.0.0.1]/hook",  # IPv4-translated (SIIT)
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",  # Teredo, its client 127.0.0.1
+    "http://[fec0::1]/hook",  # site-local
 ]
 
 
@@ -101,6 +126,38 @@ def test_a_public_address_is_taken() -> None:
         check_url("https://93.184.216.34/hooks/frameq?x=1", False) == "https://93.184.216.34/hooks/frameq?x=1"
     )
     assert check_url("http://[2606:4700::1111]:8080/h", False) == "http://[2606:4700::1111]:8080/h"
+
+
+@pytest.mark.parametrize(
+    ("address", "carried"),
+    [
+        ("64:ff9b::7f00:1", "127.0.0.1"),
+        ("64:ff9b::5db8:d822", "93.184.216.34"),
+        ("2002:7f00:1::1", "127.0.0.1"),
+        ("2002:5db8:d822:1::1", "93.184.216.34"),
+        ("::127.0.0.1", "127.0.0.1"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("::ffff:0:a9fe:a9fe", "169.254.169.254"),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1"),
+        ("2606:4700::1111", None),
+        ("fd00::1", None),
+    ],
+)
+def test_the_ipv4_address_an_ipv6_one_carries(address: str, carried: str | None) -> None:
+    found = embedded_ipv4(ipaddress.IPv6Address(address))
+    assert (str(found) if found is not None else None) == carried
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[64:ff9b::5db8:d822]/hook",  # NAT64 of a public address
+        "http://[2002:5db8:d822::1]/hook",  # 6to4 of a public address
+        "http://[::ffff:93.184.216.34]/hook",  # IPv4-mapped public address
+    ],
+)
+def test_ipv6_forms_of_a_public_ipv4_address_are_taken(url: str) -> None:
+    assert check_url(url, allow_private=False) == url
 
 
 def test_a_host_that_does_not_resolve_is_refused() -> None:
@@ -225,7 +282,7 @@ class Misbehaving:
 
     def _one(self, conn: socket.socket) -> None:
         with conn:
-            self.requests.append(conn.recv(65536))
+            self.requests.append(read_request(conn))
             with contextlib.suppress(OSError):  # the sender gave up and closed
                 self.answer(conn)
 
@@ -281,9 +338,81 @@ def test_the_address_is_checked_when_connecting() -> None:
     # What a host resolves to may change between check_url and the connection (DNS
     # rebinding): the connection itself goes only to addresses the rules allow.
     backend = CheckedBackend(allow_private=False, deadline=time.monotonic() + 5)
-    for host in ("127.0.0.1", "localhost", "::1", "10.0.0.1", "169.254.169.254"):
+    for host in ("127.0.0.1", "localhost", "::1", "10.0.0.1", "169.254.169.254", "64:ff9b::7f00:1"):
         with pytest.raises(httpcore.ConnectError, match="FRAMEQ_WEBHOOK_ALLOW_PRIVATE"):
             backend.connect_tcp(host, 80)
+
+
+def answer_204(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+
+
+def test_an_attempt_resolves_its_host_once_and_connects_where_that_said() -> None:
+    # Two receivers on one port: 127.0.0.1 (what the host resolves to first) and 127.0.0.2
+    # (what it would resolve to if asked again, as a rebinding DNS server answers).
+    first = Misbehaving(answer_204)
+    port = first.sock.getsockname()[1]
+    second = socket.create_server(("127.0.0.2", port))
+    second.settimeout(0.1)
+    asked: list[tuple[str, int]] = []
+
+    def rebinding(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return ["127.0.0.1"] if len(asked) == 1 else ["127.0.0.2"]
+
+    try:
+        url = f"http://hooks.example.com:{port}/hook"
+        assert send(due(url), allow_private=True, timeout_s=5, lookup=rebinding) == (204, None)
+        assert asked == [("hooks.example.com", port)]
+        assert len(first.requests) == 1 and b"webhook-signature" in first.requests[0]
+        with pytest.raises(TimeoutError):
+            second.accept()
+        # The next attempt asks again, once, and goes where that answer said
+        again = send(due(url), allow_private=True, timeout_s=1, lookup=rebinding)
+        assert again == (None, "timed out after 1 s")
+        assert len(asked) == 2
+        second.accept()[0].close()  # its connection waited there (nobody answers on 127.0.0.2)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_host_refused_at_resolution_is_never_connected_to() -> None:
+    receiver = Misbehaving(answer_204)
+    asked: list[str] = []
+
+    def loopback(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["93.184.216.34", "::ffff:127.0.0.1"]  # one internal address refuses the host
+
+    try:
+        url = f"http://hooks.example.com:{receiver.sock.getsockname()[1]}/hook"
+        status, error = send(due(url), allow_private=False, timeout_s=5, lookup=loopback)
+        assert status is None and error is not None and "FRAMEQ_WEBHOOK_ALLOW_PRIVATE" in error
+        assert asked == ["hooks.example.com"] and receiver.requests == []
+    finally:
+        receiver.close()
+
+
+def test_a_resolver_that_does_not_answer_ends_the_attempt_by_its_timeout() -> None:
+    answer = threading.Event()
+
+    def stuck(host: str, port: int) -> list[str]:
+        answer.wait(30)
+        return getaddrinfo("127.0.0.1", port)
+
+    try:
+        started = time.monotonic()
+        status, error = send(due("http://slow-dns.example.com/hook"), True, timeout_s=1.0, lookup=stuck)
+        assert time.monotonic() - started < 2
+        assert status is None and error == "timed out after 1 s"
+        # and so does checking a URL when a job is submitted
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="does not resolve within 1 s"):
+            check_url("https://slow-dns.example.com/hook", False, timeout_s=1.0, lookup=stuck)
+        assert time.monotonic() - started < 2
+    finally:
+        answer.set()
 
 
 def test_a_receiver_that_refuses_connections_is_an_error() -> None:
@@ -325,6 +454,20 @@ def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def read_request(conn: socket.socket) -> bytes:
+    """A whole request: its head and the body its content-length announces. Closing the
+    connection with part of the body unread would reset it, and the client could lose the
+    answer."""
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+        data += chunk
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    length = next((int(line[15:]) for line in head.split(b"\r\n") if line.startswith(b"content-length:")), 0)
+    while len(data.partition(b"\r\n\r\n")[2]) < length and (chunk := conn.recv(65536)):
+        data += chunk
+    return data
+
+
 class TlsReceiver:
     """An https receiver on 127.0.0.1 answering 204, with the certificate it is given."""
 
@@ -343,7 +486,7 @@ class TlsReceiver:
             except OSError:
                 return
             with contextlib.suppress(OSError), self.context.wrap_socket(conn, server_side=True) as tls:
-                self.requests.append(tls.recv(65536))
+                self.requests.append(read_request(tls))
                 tls.sendall(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
 
     def close(self) -> None:
