@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,6 +53,7 @@ from orchestrator.schema import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookState,
+    utcnow,
 )
 
 # Delays before the 2nd, 3rd, ... attempt: quick first retries for a receiver restarting, then
@@ -219,7 +219,7 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, tolerance_s: fl
 def payload(job: Job, event: str) -> dict[str, Any]:
     return {
         "type": event,
-        "timestamp": (job.finished_at or datetime.now()).isoformat() + "Z",
+        "timestamp": (job.finished_at or utcnow()).isoformat() + "Z",  # naive UTC, as stored
         "data": {
             "id": job.id,
             "state": job.state,

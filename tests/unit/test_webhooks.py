@@ -20,12 +20,14 @@ import httpcore
 import pytest
 
 from orchestrator.errors import ConfigError
+from orchestrator.schema import Job
 from orchestrator.webhooks import (
     CheckedBackend,
     Due,
     check_url,
     embedded_ipv4,
     getaddrinfo,
+    payload,
     send,
     sign,
     verify,
@@ -163,6 +165,28 @@ def test_ipv6_forms_of_a_public_ipv4_address_are_taken(url: str) -> None:
 def test_a_host_that_does_not_resolve_is_refused() -> None:
     with pytest.raises(ConfigError, match="does not resolve"):
         check_url("https://no-such-host.invalid/hook", False)
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's local time 10 hours off UTC (a server set to its own time zone)."""
+    monkeypatch.setenv("TZ", "Pacific/Honolulu")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("far_from_utc")
+def test_event_times_are_utc() -> None:
+    assert abs(datetime.now() - datetime.now(UTC).replace(tzinfo=None)) > timedelta(hours=9)
+    job = Job(id="j1", state="cancelled", recipe="cartoon", input_name="in.png", frames_total=0)
+    event = payload(job, "job.cancelled")  # not finished_at yet: now
+    stamp = datetime.fromisoformat(event["timestamp"].removesuffix("Z")).replace(tzinfo=UTC)
+    assert event["timestamp"].endswith("Z") and abs(stamp - datetime.now(UTC)) < timedelta(seconds=5)
+    job.finished_at = datetime(2025, 3, 1, 12, 30)  # naive UTC, as stored
+    event = payload(job, "job.done")
+    assert event["timestamp"] == event["data"]["finished_at"] == "2025-03-01T12:30:00Z"
 
 
 def headers_for(message_id: str, timestamp: int, signature: str) -> dict[str, str]:
