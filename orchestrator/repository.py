@@ -12,13 +12,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, and_, case, delete, extract, func, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Update,
+    and_,
+    case,
+    delete,
+    extract,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.clock import db_now
-from orchestrator.errors import JobNotFound, LimitReached
+from orchestrator.errors import FrameqError, JobNotFound, LimitReached
 from orchestrator.planning import TaskSpec
 from orchestrator.recipes import ASSEMBLE_TASK, PLAN_STAGE, PLAN_TASK
 from orchestrator.schema import (
@@ -35,6 +48,27 @@ from orchestrator.schema import (
 from orchestrator.tasktypes import queue_for
 
 LEASE_S = 300.0
+IDEMPOTENCY_CONSTRAINT = "uq_jobs_tenant_idempotency"  # schema.Job's (tenant, idempotency_key)
+
+
+class TenantGone(FrameqError):
+    """A job was submitted for a tenant that has no row (any more): its key opens nothing."""
+
+
+class IdempotencyKeyTaken(FrameqError):
+    """Another job of the tenant holds this Idempotency-Key: the same request, sent twice at
+    once, and the other one recorded its job first."""
+
+
+def check_limits(
+    tenant: str, active: int, frames: int, max_active_jobs: int | None, max_queued_frames: int | None
+) -> None:
+    """LimitReached when a tenant with this load (unfinished jobs, their frames) may not have
+    one more job; a limit of None is no limit."""
+    if max_active_jobs is not None and active >= max_active_jobs:
+        raise LimitReached(f"tenant {tenant} has {active} jobs under way (limit {max_active_jobs})")
+    if max_queued_frames is not None and frames >= max_queued_frames:
+        raise LimitReached(f"tenant {tenant} has {frames} frames queued (limit {max_queued_frames})")
 
 
 def _held_by(worker: str | None) -> Any:
@@ -116,6 +150,23 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class BatchSummary:
+    """A tenant's jobs of one batch: how many in each state, and their frames."""
+
+    jobs_by_state: dict[str, int]
+    frames_total: int
+    frames_done: int
+
+    @property
+    def jobs(self) -> int:
+        return sum(self.jobs_by_state.values())
+
+    @property
+    def finished(self) -> bool:
+        return all(state in FINISHED_JOB_STATES for state in self.jobs_by_state)
+
+
+@dataclass(frozen=True)
 class ReadyTask:
     """What a dispatcher needs to send a task: its id, task type and queue."""
 
@@ -152,7 +203,36 @@ class Repository:
     ) -> Job:
         """Record a job and its first task (plan). The plan waits until `source_stored` says
         the input is in the store, so no worker looks for it earlier. A job of a tenant at its
-        limits is not recorded: LimitReached."""
+        limits is not recorded: LimitReached; nor one of a tenant without a row: TenantGone;
+        nor one whose Idempotency-Key another job of the tenant holds: IdempotencyKeyTaken."""
+        try:
+            return self._create_job(
+                job_id=job_id,
+                recipe=recipe,
+                input_name=input_name,
+                source_key=source_key,
+                params=params,
+                priority=priority,
+                batch_id=batch_id,
+                origin=origin,
+            )
+        except IntegrityError as exc:
+            if origin is not None and origin.idempotency_key is not None and _idempotency_clash(exc):
+                raise IdempotencyKeyTaken(f"Idempotency-Key {origin.idempotency_key!r} is taken") from exc
+            raise
+
+    def _create_job(
+        self,
+        *,
+        job_id: str,
+        recipe: str,
+        input_name: str,
+        source_key: str,
+        params: dict[str, Any],
+        priority: int,
+        batch_id: str | None,
+        origin: Origin | None,
+    ) -> Job:
         with self.sessions.begin() as s:
             if origin is not None:
                 self._check_limits(s, origin)
@@ -350,19 +430,15 @@ class Repository:
         """Count the tenant's load and refuse at its limits, one submission at a time: the
         first statement writes the tenant's row, which holds its row lock (PostgreSQL) or the
         database's write lock (SQLite) until this transaction ends, so two submissions cannot
-        both see room for one more job."""
-        if origin.max_active_jobs is None and origin.max_queued_frames is None:
-            return
-        s.execute(update(Tenant).where(Tenant.name == origin.tenant).values(name=Tenant.name))
+        both see room for one more job. No row written: the tenant is gone (its job would
+        fail the foreign key), and no lock was taken either."""
+        written = s.execute(
+            update(Tenant).where(Tenant.name == origin.tenant).values(name=Tenant.name).returning(Tenant.name)
+        ).all()
+        if not written:
+            raise TenantGone(f"no tenant {origin.tenant!r}")
         active, frames = self._tenant_load(s, origin.tenant)
-        if origin.max_active_jobs is not None and active >= origin.max_active_jobs:
-            raise LimitReached(
-                f"tenant {origin.tenant} has {active} jobs under way (limit {origin.max_active_jobs})"
-            )
-        if origin.max_queued_frames is not None and frames >= origin.max_queued_frames:
-            raise LimitReached(
-                f"tenant {origin.tenant} has {frames} frames queued (limit {origin.max_queued_frames})"
-            )
+        check_limits(origin.tenant, active, frames, origin.max_active_jobs, origin.max_queued_frames)
 
     def progress(self, job_ids: Sequence[str]) -> Progress:
         """Totals over these jobs in one statement: a bar over a directory of thousands of files
@@ -404,20 +480,71 @@ class Repository:
         with self.sessions() as s:
             return list(s.scalars(select(Task).where(Task.job_id == job_id).order_by(Task.id)).all())
 
-    def fail_job(self, job_id: str, error: str) -> None:
+    def fail_job(self, job_id: str, error: str, *, server_side: bool = False) -> None:
+        """Fail a job that has not finished. `server_side`: the failure was the server's (the
+        store refused or did not answer), not the request's, so the same request may succeed
+        later: the job lets go of its Idempotency-Key in the same transaction, and the client's
+        retry with that key makes a new job instead of being answered with this one."""
         with self.sessions.begin() as s:
-            self._finish_job(s, job_id, JobState.FAILED, error)
+            self._finish_jobs(s, [Job.id == job_id], JobState.FAILED, error, forget_key=server_side)
 
     def cancel_job(self, job_id: str) -> bool:
-        """Cancel a job that has not finished; running tasks stop at their next batch."""
+        """Cancel a job that has not finished; running tasks stop at their next batch. False
+        when it had finished, however shortly before."""
         with self.sessions.begin() as s:
-            job = s.get(Job, job_id)
-            if job is None:
+            if s.get(Job, job_id) is None:
                 raise JobNotFound(f"no job {job_id!r}")
-            if job.state in FINISHED_JOB_STATES:
-                return False
-            self._finish_job(s, job_id, JobState.CANCELLED, "cancelled")
-            return True
+            return bool(self._finish_jobs(s, [Job.id == job_id], JobState.CANCELLED, "cancelled"))
+
+    # -- batches ------------------------------------------------------------------------
+
+    def batch_summary(self, tenant: str, batch_id: str) -> BatchSummary | None:
+        """The tenant's jobs of a batch, by state, and their frames, in one statement however
+        many they are; None when the tenant has no job in it. A job's frames done are as
+        `progress` counts them (its frames scaled by its share of work done); a done job's
+        are all its frames."""
+        in_batch = (Job.tenant == tenant, Job.batch_id == batch_id)
+        work = (
+            select(
+                Task.job_id,
+                func.sum(Task.frames_done).label("done"),
+                func.sum(Task.frames_total).label("total"),
+            )
+            .join(Job, Job.id == Task.job_id)
+            .where(*in_batch)
+            .group_by(Task.job_id)
+            .subquery("work")
+        )
+        done = case(
+            (Job.state == JobState.DONE, Job.frames_total),
+            (work.c.total > 0, Job.frames_total * work.c.done // work.c.total),
+            else_=0,
+        )
+        query = (
+            select(Job.state, func.count(), func.sum(Job.frames_total), func.coalesce(func.sum(done), 0))
+            .select_from(Job)
+            .outerjoin(work, work.c.job_id == Job.id)
+            .where(*in_batch)
+            .group_by(Job.state)
+        )
+        with self.sessions() as s:
+            rows = s.execute(query).all()
+        if not rows:
+            return None
+        return BatchSummary(
+            jobs_by_state={str(state): int(n) for state, n, _, _ in rows},
+            frames_total=sum(int(total or 0) for _, _, total, _ in rows),
+            frames_done=sum(int(d or 0) for _, _, _, d in rows),
+        )
+
+    def cancel_batch(self, tenant: str, batch_id: str) -> int | None:
+        """Cancel every unfinished job of the tenant's batch, in one transaction: how many it
+        cancelled, or None when the tenant has no job in it."""
+        in_batch = [Job.tenant == tenant, Job.batch_id == batch_id]
+        with self.sessions.begin() as s:
+            if s.scalar(select(Job.id).where(*in_batch).limit(1)) is None:
+                return None
+            return self._finish_jobs(s, in_batch, JobState.CANCELLED, "cancelled")
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -482,8 +609,11 @@ class Repository:
                 ).all()
             )
             for job_id in job_ids:
-                self._finish_job(
-                    s, job_id, JobState.FAILED, "submission interrupted: the input never reached the store"
+                self._finish_jobs(
+                    s,
+                    [Job.id == job_id],
+                    JobState.FAILED,
+                    "submission interrupted: the input never reached the store",
                 )
             return job_ids
 
@@ -508,7 +638,7 @@ class Repository:
                         task = s.get_one(Task, task_id)
                         error = f"{task.name} lost its worker {attempts} times"
                         task.error = error
-                        self._finish_job(s, task.job_id, JobState.FAILED, error)
+                        self._finish_jobs(s, [Job.id == task.job_id], JobState.FAILED, error)
                         failed.append(task_id)
             else:
                 with self.sessions.begin() as s:
@@ -675,7 +805,8 @@ class Repository:
                 .values(state=TaskState.FAILED, error=error, finished_at=db_now(), lease_until=None),
             )
             if failed:
-                self._finish_job(s, s.get_one(Task, task_id).job_id, JobState.FAILED, error)
+                job_id = s.get_one(Task, task_id).job_id
+                self._finish_jobs(s, [Job.id == job_id], JobState.FAILED, error)
             return bool(failed)
 
     # -- store retention ----------------------------------------------------------------
@@ -771,21 +902,33 @@ class Repository:
         s.flush()
         return [task.id for task in created.values() if task.state == TaskState.READY]
 
-    def _finish_job(self, s: Session, job_id: str, state: JobState, error: str) -> None:
+    def _finish_jobs(
+        self,
+        s: Session,
+        which: Sequence[ColumnElement[bool]],
+        state: JobState,
+        error: str,
+        *,
+        forget_key: bool = False,
+    ) -> int:
+        """End the unfinished jobs `which` picks (failed or cancelled) with their unfinished
+        tasks, in two statements however many they are: the tasks first, in the order a
+        completion takes its rows (its task, then its job). Returns how many jobs it ended: a
+        job that finished meanwhile is left as it is, and not counted."""
         now = db_now()
-        s.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state.not_in(FINISHED_JOB_STATES))
-            .values(state=state, error=error, finished_at=now)
-        )
+        unfinished = [*which, Job.state.not_in(FINISHED_JOB_STATES)]
         s.execute(
             update(Task)
             .where(
-                Task.job_id == job_id,
+                Task.job_id.in_(select(Job.id).where(*unfinished)),
                 Task.state.in_((TaskState.WAITING, TaskState.READY, TaskState.RUNNING)),
             )
             .values(state=TaskState.CANCELLED, finished_at=now, lease_until=None)
         )
+        values: dict[str, Any] = {"state": state, "error": error, "finished_at": now}
+        if forget_key:
+            values["idempotency_key"] = None
+        return _changed(s, update(Job).where(*unfinished).values(**values))
 
     # -- metrics ------------------------------------------------------------------------
 
@@ -833,6 +976,15 @@ class Repository:
             jobs={str(state): int(n) for state, n in jobs},
             webhooks={str(state): int(n) for state, n in webhooks},
         )
+
+
+def _idempotency_clash(exc: IntegrityError) -> bool:
+    """Whether the INSERT failed on the (tenant, Idempotency-Key) constraint: PostgreSQL names
+    it; SQLite names its columns."""
+    diag = getattr(exc.orig, "diag", None)
+    if diag is not None:
+        return getattr(diag, "constraint_name", None) == IDEMPOTENCY_CONSTRAINT
+    return "UNIQUE constraint failed: jobs.tenant, jobs.idempotency_key" in str(exc.orig)
 
 
 def _seconds_between(s: Session, start: Any, end: Any) -> Any:

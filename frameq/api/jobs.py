@@ -22,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
 from starlette.requests import ClientDisconnect
 
 from frameq.api.auth import CurrentServices, CurrentTenant
@@ -54,7 +54,7 @@ from orchestrator.errors import (
 from orchestrator.inputs import output_suffix_for
 from orchestrator.outputs import output_keys
 from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
-from orchestrator.repository import JobFilter, JobView, Origin, StageView
+from orchestrator.repository import IdempotencyKeyTaken, JobFilter, JobView, Origin, StageView, TenantGone
 from orchestrator.schema import Job, JobState, TaskState, Tenant
 from orchestrator.store import LocalStore
 from orchestrator.styles import STORE_PREFIX, StyleChoice, names_a_file, parse_style
@@ -68,6 +68,7 @@ BATCH_FORM = re.compile(r"[A-Za-z0-9_-]{1,16}")
 FILE_FIELDS = {"file", "style_file", "background_file"}
 PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 RETRY_AFTER_S = 30  # a tenant at its limit: about how long a job takes to make room
+BUSY_RETRY_S = 5  # the database busy (locked, a serialization failure): it passes in moments
 PAGE_MAX = 200
 JSON_BYTES = 64 * 1024  # a job by reference is a few hundred bytes: a larger body is refused unread
 KEY_CHARS, URL_CHARS = 1024, 2048  # the JSON form's limits (schemas.JobByReference), for both forms
@@ -313,11 +314,15 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
             job = submit(svc.repo, svc.store, svc.settings, sub.source, sub.recipe.name, suffix, **kwargs)
     except LimitReached as exc:
         raise _problem(429, f"{exc}: try again later", {"Retry-After": str(RETRY_AFTER_S)}) from None
-    except IntegrityError:  # the same key sent twice at once: the other request made the job
+    except IdempotencyKeyTaken:  # the same key sent twice at once: the other request made the job
         earlier = svc.repo.find_idempotent(tenant.name, idempotency_key or "")
-        if earlier is None:
-            raise
+        if earlier is None:  # and has let go of it since (it failed on the server's side)
+            raise _problem(
+                503, "this Idempotency-Key is in use by another request", {"Retry-After": str(BUSY_RETRY_S)}
+            ) from None
         return _same_request(earlier, fingerprint), False
+    except TenantGone:  # between the key's check and the job: the tenant was removed
+        raise _problem(401, "this key's tenant is gone", {"WWW-Authenticate": "Bearer"}) from None
     if svc.dispatcher is not None and job.state != JobState.FAILED:
         try:
             svc.dispatcher.send([t.id for t in svc.repo.tasks(job.id) if t.state == TaskState.READY])
@@ -400,6 +405,11 @@ async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTena
         job, made = await run_in_threadpool(_record, svc, tenant, sub, idempotency_key)
     except ClientDisconnect:  # the client left mid-body: read_form removed what it spooled
         raise _problem(400, "the request body was cut off") from None
+    except OperationalError as exc:  # SQLite's "database is locked", PostgreSQL's serialization failures
+        log.warning("job not recorded: the database is busy: %s", exc)
+        raise _problem(
+            503, "the database is busy or does not answer: try again", {"Retry-After": str(BUSY_RETRY_S)}
+        ) from None
     except (Unreachable, TransientError, StoreRefused) as exc:  # the server's side, not the request's
         log.warning("job not recorded: %s", exc)
         raise _problem(

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.errors import JobNotFound
+from orchestrator.errors import JobNotFound, LimitReached
 from orchestrator.params import JobParams
 from orchestrator.planning import Segment, expand
 from orchestrator.recipes import get_recipe
-from orchestrator.repository import Expansion, Repository
-from orchestrator.schema import JobState, TaskState
+from orchestrator.repository import Expansion, IdempotencyKeyTaken, Origin, Repository, TenantGone
+from orchestrator.schema import JobState, TaskState, Tenant
+from orchestrator.submit import new_id
+from orchestrator.tenants import Tenants
 
 
 def new_job(repo: Repository, job_id: str = "job1", priority: int = 0) -> int:
@@ -146,3 +154,190 @@ def test_expired_leases_fail_the_job_after_the_last_attempt(sessions: sessionmak
         assert (ready, failed) == (([style.id], []) if attempt < 2 else ([], [style.id]))
     job = repo.get_job("job1")
     assert job.state == JobState.FAILED and "lost its worker 2 times" in (job.error or "")
+
+
+# -- tenants' jobs: limits, idempotency keys, batches --------------------------------------
+
+
+def tenant_with(sessions: sessionmaker[Session], **limits: int) -> Tenant:
+    return Tenants(sessions).ensure(f"t-{secrets.token_hex(4)}", **limits)
+
+
+def origin_of(tenant: Tenant, key: str | None = None) -> Origin:
+    return Origin(
+        tenant.name,
+        idempotency_key=key,
+        request_hash="h",
+        max_active_jobs=tenant.max_active_jobs,
+        max_queued_frames=tenant.max_queued_frames,
+    )
+
+
+def tenant_job(repo: Repository, origin: Origin, batch_id: str | None = None) -> str:
+    job_id = new_id()
+    repo.create_job(
+        job_id=job_id,
+        recipe="cartoon",
+        input_name="in.mp4",
+        source_key=f"jobs/{job_id}/source.mp4",
+        params={},
+        batch_id=batch_id,
+        origin=origin,
+    )
+    return job_id
+
+
+def test_a_tenants_limit_holds_against_submissions_at_once(sessions: sessionmaker[Session]) -> None:
+    repo = Repository(sessions)
+    origin = origin_of(tenant_with(sessions, max_active_jobs=2))
+    start = threading.Barrier(8)
+
+    def submit(_: int) -> str:
+        start.wait()
+        try:
+            tenant_job(repo, origin)
+        except LimitReached as exc:
+            return str(exc)
+        return "made"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(submit, range(8)))
+    assert outcomes.count("made") == 2, outcomes
+    assert [o for o in outcomes if o != "made"] == [
+        f"tenant {origin.tenant} has 2 jobs under way (limit 2)"
+    ] * 6
+    assert repo.tenant_load(origin.tenant) == (2, 0)
+
+
+def test_a_job_of_a_tenant_without_a_row_is_refused(sessions: sessionmaker[Session]) -> None:
+    repo = Repository(sessions)
+    with pytest.raises(TenantGone, match="no tenant 'gone'"):
+        tenant_job(repo, Origin("gone", max_active_jobs=5, max_queued_frames=5))
+    assert repo.list_jobs() == []
+
+
+def idempotent(repo: Repository, tenant: Tenant, key: str) -> str | None:
+    job = repo.find_idempotent(tenant.name, key)
+    return job.id if job is not None else None
+
+
+def test_an_idempotency_key_is_held_by_one_job_until_a_server_side_failure(
+    sessions: sessionmaker[Session],
+) -> None:
+    repo = Repository(sessions)
+    tenant = tenant_with(sessions)
+    first = tenant_job(repo, origin_of(tenant, "k"))
+    with pytest.raises(IdempotencyKeyTaken):
+        tenant_job(repo, origin_of(tenant, "k"))
+    other = tenant_with(sessions)
+    assert tenant_job(repo, origin_of(other, "k"))  # keys are per tenant
+    # A bad input fails the job, which keeps its key: the same request would fail the same way.
+    repo.fail_job(first, "in.mp4: not a video")
+    assert idempotent(repo, tenant, "k") == first
+    # A failure of the server's lets go of it: the client's retry makes a new job.
+    second = new_id()
+    repo.create_job(
+        job_id=second,
+        recipe="cartoon",
+        input_name="x",
+        source_key="x",
+        params={},
+        origin=origin_of(tenant, "k2"),
+    )
+    repo.fail_job(second, "the store refused", server_side=True)
+    failed = repo.get_job(second)
+    assert (failed.state, failed.error, failed.idempotency_key) == (
+        JobState.FAILED,
+        "the store refused",
+        None,
+    )
+    assert idempotent(repo, tenant, "k2") is None
+    third = tenant_job(repo, origin_of(tenant, "k2"))
+    assert idempotent(repo, tenant, "k2") == third
+
+
+def test_cancel_is_false_for_a_job_that_finished_while_it_waited(sessions: sessionmaker[Session]) -> None:
+    """The job reads as running, then its last task completes (another transaction holds their
+    rows, as `complete` does) before the cancel's UPDATE gets them: the cancel changes nothing
+    and says so."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the cancel cannot wait on a row lock")
+    repo = Repository(sessions)
+    plan_id = new_job(repo)
+    assert repo.claim(plan_id, "w") is not None
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    with engine.connect() as other, ThreadPoolExecutor(1) as pool:
+        other.execute(text("UPDATE tasks SET state = 'done' WHERE id = :id"), {"id": plan_id})
+        other.execute(text("UPDATE jobs SET state = 'done' WHERE id = 'job1'"))
+        try:
+            cancelled = pool.submit(repo.cancel_job, "job1")
+            deadline = time.monotonic() + 30
+            while True:
+                with engine.connect() as watcher:  # a transaction of its own: a fresh view of the waits
+                    if watcher.scalar(waiting):
+                        break
+                assert time.monotonic() < deadline, "the cancel never waited for the rows"
+                time.sleep(0.05)
+        finally:
+            other.commit()
+        assert cancelled.result(30) is False
+    job = repo.get_job("job1")
+    assert job.state == JobState.DONE and job.error is None
+    assert [t.state for t in repo.tasks("job1")] == [TaskState.DONE]
+
+
+def test_a_batch_is_summed_and_cancelled_in_one_go(sessions: sessionmaker[Session]) -> None:
+    repo = Repository(sessions)
+    tenant, other = tenant_with(sessions), tenant_with(sessions)
+    mine, theirs = origin_of(tenant), origin_of(other)
+    queued = tenant_job(repo, mine, "b1")
+    under_way = tenant_job(repo, mine, "b1")
+    done = tenant_job(repo, mine, "b1")
+    failed = tenant_job(repo, mine, "b1")
+    outside = tenant_job(repo, mine, "b2")
+    not_mine = tenant_job(repo, theirs, "b1")  # the same batch id, another tenant's
+    for job_id in (under_way, done, outside):
+        repo.source_stored(job_id)
+        [plan_id] = [t.id for t in repo.tasks(job_id)]
+        assert repo.claim(plan_id, "w") is not None
+        segments = [Segment(i, i * 10, None, 6) for i in range(2)]
+        specs = expand(get_recipe("cartoon"), segments, "video", job_id, JobParams(".mp4"))
+        repo.complete(plan_id, expansion=Expansion("video", {}, 12, specs))
+    first, second = (t for t in repo.tasks(under_way) if t.stage == "style")
+    repo.claim(first.id, "w")
+    repo.complete(first.id)
+    repo.claim(second.id, "w")
+    repo.heartbeat(second.id, 3)  # 9 of 12 frames of style work: 9 of its 12 frames
+    for task in repo.tasks(done):
+        if task.stage == "style":
+            repo.claim(task.id, "w")
+            repo.complete(task.id)
+    [assemble] = [t for t in repo.tasks(done) if t.stage == "assemble"]
+    repo.claim(assemble.id, "w")
+    repo.complete(assemble.id)
+    repo.fail_job(failed, "broken")
+
+    summary = repo.batch_summary(tenant.name, "b1")
+    assert summary is not None
+    assert summary.jobs_by_state == {"queued": 1, "running": 1, "done": 1, "failed": 1}
+    assert (summary.jobs, summary.frames_total, summary.finished) == (4, 24, False)
+    assert summary.frames_done == 12 + 9 == repo.progress([queued, under_way, done, failed]).frames_done
+    assert repo.batch_summary(tenant.name, "nope") is None
+    assert repo.batch_summary(other.name, "b2") is None
+
+    assert repo.cancel_batch(tenant.name, "b1") == 2  # the queued one and the one under way
+    states = {job_id: repo.get_job(job_id).state for job_id in (queued, under_way, done, failed)}
+    assert states == {queued: "cancelled", under_way: "cancelled", done: "done", failed: "failed"}
+    assert {t.state for t in repo.tasks(under_way)} == {TaskState.DONE, TaskState.CANCELLED}
+    assert repo.claim(second.id, "w2") is None and not repo.heartbeat(second.id, 4)
+    assert repo.get_job(outside).state == JobState.RUNNING
+    assert repo.get_job(not_mine).state == JobState.QUEUED
+    after = repo.batch_summary(tenant.name, "b1")
+    assert after is not None and after.finished
+    assert after.jobs_by_state == {"cancelled": 2, "done": 1, "failed": 1}
+    assert repo.cancel_batch(tenant.name, "b1") == 0
+    assert repo.cancel_batch(tenant.name, "nope") is None
