@@ -137,11 +137,11 @@ def submit(
             repo.record_input(job_id, key, store.put_file(key, local))
     except InputError as exc:
         repo.fail_job(job_id, str(exc))
-    except StoreRefused as exc:
-        repo.fail_job(job_id, str(exc))
+    except StoreRefused as exc:  # the store's fault, not the input's: its Idempotency-Key goes free
+        repo.fail_job(job_id, str(exc), server_side=True)
         raise
     except TransientError as exc:
-        repo.fail_job(job_id, f"{name}: upload failed, submit again ({exc})")
+        repo.fail_job(job_id, f"{name}: upload failed, submit again ({exc})", server_side=True)
     except OSError as exc:
         repo.fail_job(job_id, f"{name}: cannot read ({exc.strerror or exc})")
     else:
