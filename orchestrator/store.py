@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path, PurePosixPath
@@ -127,6 +128,17 @@ def open_store(url: str, scratch: Path) -> Store:
 
         return S3Store(url, scratch)
     raise ConfigError(f"store {url!r}: expected file:// or s3://")
+
+
+def check_key(key: str) -> str:
+    """A store key as a client or a setting may name one: relative, its `/`-separated parts
+    neither empty nor `.` or `..`, without backslashes (a separator to some file systems and
+    tools) or control characters. Returns it; ConfigError says what is wrong."""
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in key):
+        raise ConfigError(f"store key {key[:80]!r}: control characters are not allowed")
+    if key.startswith("/") or "\\" in key or any(part in ("", ".", "..") for part in key.split("/")):
+        raise ConfigError(f"store key {key!r}: a relative key without backslashes or empty, . or .. parts")
+    return key
 
 
 def job_prefix(job_id: str) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.clock import db_now
 from orchestrator.errors import ConfigError
 from orchestrator.schema import ApiKey, Tenant
+from orchestrator.store import check_key
 
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 KEY_FORM = re.compile(r"fq_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
@@ -34,10 +35,18 @@ def key_hash(key: str) -> str:
 
 
 def check_prefix(prefix: str) -> str:
-    """A store folder a tenant may submit by reference: relative, no `..`, ending in `/`."""
-    parts = prefix.split("/")
-    if not prefix.endswith("/") or prefix.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1]):
-        raise ConfigError(f"store prefix must be a relative folder ending in '/', without '..': {prefix!r}")
+    """A store folder a tenant may submit by reference: a key as `check_key` takes one, and
+    ending in `/`."""
+    problem = (
+        "store prefix must be a relative folder ending in '/', without backslashes, control "
+        f"characters or empty, . or .. parts: {prefix!r}"
+    )
+    if not prefix.endswith("/"):
+        raise ConfigError(problem)
+    try:
+        check_key(prefix[:-1])
+    except ConfigError:
+        raise ConfigError(problem) from None
     if prefix.startswith("jobs/"):
         raise ConfigError(f"store prefix {prefix!r}: jobs/ holds frameq's own objects")
     return prefix

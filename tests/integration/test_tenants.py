@@ -44,7 +44,10 @@ def test_ensure_changes_the_limits_it_is_given_only(sessions: sessionmaker[Sessi
     assert again.prefixes == [f"uploads/{tenant}/"]
 
 
-@pytest.mark.parametrize("prefix", ["uploads", "/abs/", "a/../b/", "a//b/", "jobs/x/", "./a/"])
+@pytest.mark.parametrize(
+    "prefix",
+    ["uploads", "/abs/", "/", "a/../b/", "a//b/", "jobs/x/", "./a/", "up\\loads/", "a\\..\\b/", "a\x00/"],
+)
 def test_bad_prefixes_are_refused(sessions: sessionmaker[Session], prefix: str) -> None:
     with pytest.raises(ConfigError, match="prefix"):
         Tenants(sessions).ensure(name(), prefixes=[prefix])
