@@ -19,8 +19,15 @@ from orchestrator.settings import Settings
 from orchestrator.tasktypes import QUEUES, TASK_TYPES
 
 PRIORITIES = {"high": 10, "normal": 0, "bulk": -10}  # job priority, larger runs first
+PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 # Redis lists per priority step, popped in order: 0 first (kombu's Redis priority emulation).
 BROKER_STEPS = [0, 5, 9]
+
+
+def priority_name(priority: int) -> str:
+    """A job's priority by its name: jobs are recorded at these levels only (`frameq submit
+    --priority` and the API take the names; `frameq run` records normal's)."""
+    return PRIORITY_NAMES[priority]
 
 
 def broker_priority(job_priority: int) -> int:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from frameq.api.auth import CurrentServices
 from frameq.api.schemas import Problem
-from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
+from orchestrator.dispatch import PRIORITIES, CeleryDispatcher, priority_name
 from orchestrator.repository import Repository
 from orchestrator.schema import JobState, TaskState, WebhookState
 from orchestrator.tasktypes import QUEUES, TASK_TYPES
@@ -41,11 +41,6 @@ router = APIRouter(tags=["service"])
 # wanted. The bounds span a built-in filter on one image (tens of ms) to a 2 s segment through
 # the heavy matte network on a CPU (minutes); each bound is one more SUM(CASE) in the same pass.
 BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-
-
-def priority_name(priority: int) -> str:
-    """A job's priority as `frameq submit --priority` names it (the nearest named level)."""
-    return min(PRIORITIES, key=lambda name: abs(PRIORITIES[name] - priority))
 
 
 class FrameqCollector:
