@@ -1,9 +1,11 @@
 """Multipart uploads streamed to disk as they arrive, with a size limit enforced while reading.
 
-A file part never sits whole in memory: each chunk goes to a spool file in the API's upload
-folder and into a running SHA-256 (the idempotency check compares it). Text fields are small
-and kept in memory, at most FIELD_BYTES each. The client's file name is kept only for display
-and for its suffix; the spool file's own name is ours.
+A file part never sits whole in memory: the body is gathered into pieces of FEED_BYTES, and
+each piece goes to a spool file in the API's upload folder and into a running SHA-256 (the
+idempotency check compares it) in a worker thread, off the event loop: hashing and writing up to
+FRAMEQ_MAX_UPLOAD_MB takes seconds of CPU that every other request would wait through. Text
+fields are small and kept in memory, at most FIELD_BYTES each. The client's file name is kept
+only for display and for its suffix; the spool file's own name is ours.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO
 
+import anyio.to_thread
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 FIELD_BYTES = 64 * 1024
@@ -28,6 +31,7 @@ HEADER_BYTES = 16 * 1024
 # Bytes past it (an endless preamble or epilogue the parser would skip) are refused too.
 FORM_BYTES = MAX_PARTS * (HEADER_BYTES + FIELD_BYTES + 256)
 NAME_CHARS = 200
+FEED_BYTES = 2**20  # body bytes handed to the parser at once, in a worker thread
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 _HIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # unicodedata categories never kept in a name
 _LEADING = re.compile(r"^[\s.]+")
@@ -173,14 +177,25 @@ async def read_form(
             "on_end": on_end,
         },
     )
+
+    def feed_last(data: bytes) -> None:
+        parser.write(data)
+        parser.finalize()
+
     received = 0
+    pending = bytearray()  # read, not yet parsed
     try:
         async for chunk in chunks:
             received += len(chunk)
             if received > max_bytes + FORM_BYTES:
                 raise UploadError(413, f"upload larger than the limit of {max_bytes / 2**20:g} MiB")
-            parser.write(chunk)
-        parser.finalize()
+            pending += chunk
+            if len(pending) >= FEED_BYTES:
+                # Not abandoned if the request is cancelled: the spool files are removed below
+                # only once the thread is done with them.
+                await anyio.to_thread.run_sync(parser.write, bytes(pending))
+                pending.clear()
+        await anyio.to_thread.run_sync(feed_last, bytes(pending))
     except UploadError:
         state.close()
         form.close()

@@ -28,6 +28,7 @@ import pytest
 import torch
 from PIL import Image
 
+from frameq.api.uploads import FEED_BYTES
 from tests.api.server import ApiServer
 from tests.conftest import ROOT, run_cli
 
@@ -381,8 +382,9 @@ def test_a_lying_content_length(strict: ApiServer) -> None:
     started = time.monotonic()
     status, _ = _answer(_raw_request(strict, owner.key, 10 * 1024**3, _file_form_head() + b"x" * 1000))
     assert status == 413 and time.monotonic() - started < 10
-    # It claims 600 kB, sends 100 kB, and hangs up: what was spooled of it goes.
-    sock = _raw_request(strict, owner.key, 600_000, _file_form_head() + b"x" * 100_000)
+    # It claims 1.2 MB, sends one piece the parser is fed (1 MiB), and hangs up: what was
+    # spooled of it goes.
+    sock = _raw_request(strict, owner.key, 1_200_000, _file_form_head() + b"x" * FEED_BYTES)
     deadline = time.monotonic() + 10
     while not spool_files(strict) and time.monotonic() < deadline:
         time.sleep(0.05)

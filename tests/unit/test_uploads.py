@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from frameq.api.uploads import (
+    FEED_BYTES,
     FIELD_BYTES,
     MAX_PARTS,
     NAME_CHARS,
@@ -231,10 +232,11 @@ def test_a_client_that_goes_away_leaves_nothing(tmp_path: Path) -> None:
         pass
 
     async def cut_off() -> AsyncIterator[bytes]:
-        yield part("recipe", b"cartoon") + part("file", b"x" * 1000, "a.png")[:500]
+        # more than the parser is fed at once, so it has started on the file part
+        yield part("recipe", b"cartoon") + part("file", b"x" * (2 * FEED_BYTES), "a.png")[: FEED_BYTES + 500]
         assert len(list(tmp_path.iterdir())) == 1  # the file part is being spooled
         raise Gone
 
     with pytest.raises(Gone):
-        asyncio.run(read_form(CONTENT_TYPE, cut_off(), tmp_path, 10_000, FILES))
+        asyncio.run(read_form(CONTENT_TYPE, cut_off(), tmp_path, 4 * FEED_BYTES, FILES))
     assert list(tmp_path.iterdir()) == []
