@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -27,6 +29,7 @@ from starlette.requests import ClientDisconnect
 
 from frameq.api.auth import CurrentServices, CurrentTenant
 from frameq.api.schemas import (
+    BATCH_ID,
     AttemptOut,
     DeliveryOut,
     JobByReference,
@@ -40,7 +43,8 @@ from frameq.api.schemas import (
 from frameq.api.services import Services
 from frameq.api.uploads import FORM_BYTES, Form, UploadedFile, UploadError, read_form
 from orchestrator.background import parse_background, parse_colour
-from orchestrator.dispatch import PRIORITIES
+from orchestrator.dispatch import PRIORITIES, priority_name
+from orchestrator.dispatch import PRIORITY_NAMES as PRIORITY_NAMES  # dashboard.py names it from here
 from orchestrator.errors import (
     ConfigError,
     FrameqError,
@@ -54,9 +58,17 @@ from orchestrator.errors import (
 from orchestrator.inputs import output_suffix_for
 from orchestrator.outputs import output_keys
 from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
-from orchestrator.repository import IdempotencyKeyTaken, JobFilter, JobView, Origin, StageView, TenantGone
-from orchestrator.schema import Job, JobState, TaskState, Tenant
-from orchestrator.store import LocalStore
+from orchestrator.repository import (
+    IdempotencyKeyTaken,
+    JobFilter,
+    JobView,
+    Origin,
+    StageView,
+    TenantGone,
+    check_limits,
+)
+from orchestrator.schema import FINISHED_JOB_STATES, Job, JobState, TaskState, Tenant
+from orchestrator.store import LocalStore, check_key
 from orchestrator.styles import STORE_PREFIX, StyleChoice, names_a_file, parse_style
 from orchestrator.submit import new_id, submit
 from orchestrator.webhooks import check_url
@@ -64,11 +76,13 @@ from orchestrator.webhooks import check_url
 log = logging.getLogger("frameq.api")
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-BATCH_FORM = re.compile(r"[A-Za-z0-9_-]{1,16}")
 FILE_FIELDS = {"file", "style_file", "background_file"}
-PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 RETRY_AFTER_S = 30  # a tenant at its limit: about how long a job takes to make room
 BUSY_RETRY_S = 5  # the database busy (locked, a serialization failure): it passes in moments
+# Submissions being recorded at once. Each may copy an upload of up to FRAMEQ_MAX_UPLOAD_MB into
+# the store or download a store reference: they get threads of their own, never all of the pool
+# every other route runs in (a few at a time fill the disk's or the network's bandwidth anyway).
+RECORDING = CapacityLimiter(4)
 PAGE_MAX = 200
 JSON_BYTES = 64 * 1024  # a job by reference is a few hundred bytes: a larger body is refused unread
 KEY_CHARS, URL_CHARS = 1024, 2048  # the JSON form's limits (schemas.JobByReference), for both forms
@@ -109,11 +123,12 @@ def _printable(text: str) -> bool:
 
 def _check_store_key(key: str, tenant: Tenant) -> str:
     """A store key the tenant may read: a plain relative key inside one of its prefixes."""
-    if len(key) > KEY_CHARS or not _printable(key):
-        raise _problem(422, f"store key {key[:80]!r}: at most {KEY_CHARS} characters, none of them control")
-    parts = key.split("/")
-    if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
-        raise _problem(422, f"store key {key!r}: a relative key without empty, . or .. parts")
+    if len(key) > KEY_CHARS:
+        raise _problem(422, f"store key {key[:80]!r}...: at most {KEY_CHARS} characters")
+    try:
+        check_key(key)
+    except ConfigError as exc:
+        raise _problem(422, str(exc)) from None
     if not any(key.startswith(prefix) for prefix in tenant.prefixes):
         raise _problem(422, f"store key {key!r} is outside this tenant's prefixes")
     return key
@@ -212,7 +227,7 @@ def job_out(view: JobView, stages: list[StageView] | None = None) -> JobOut:
         state=job.state,  # type: ignore[arg-type]
         recipe=job.recipe,
         input_name=job.input_name,
-        priority=PRIORITY_NAMES.get(job.priority, "normal"),  # type: ignore[arg-type]
+        priority=priority_name(job.priority),
         batch_id=job.batch_id,
         progress=round(min(progress, 1.0), 4),
         frames_done=total if job.state == JobState.DONE else view.frames_done,
@@ -265,8 +280,19 @@ def own_job(svc: Services, tenant: Tenant, job_id: str) -> Job:
     return job
 
 
+def _room_for_one_more(svc: Services, tenant: Tenant, idempotency_key: str | None) -> None:
+    """LimitReached when the tenant is at its limits now: told before its upload is read. The
+    retry of a request that made a job is let through (it is answered with that job). Only a
+    first look: the transaction that records the job checks again, one submission at a time."""
+    if idempotency_key is not None and svc.repo.find_idempotent(tenant.name, idempotency_key) is not None:
+        return
+    active, frames = svc.repo.tenant_load(tenant.name)
+    check_limits(tenant.name, active, frames, tenant.max_active_jobs, tenant.max_queued_frames)
+
+
 def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str | None) -> tuple[Job, bool]:
-    """Record the job (blocking: the upload goes to the store). (job, made now)."""
+    """Record the job (blocking: the upload goes to the store; run with RECORDING's threads).
+    (job, made now)."""
     fingerprint = request_hash(sub.fingerprint)
     if idempotency_key is not None:
         earlier = svc.repo.find_idempotent(tenant.name, idempotency_key)
@@ -312,8 +338,6 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
         else:
             assert sub.source is not None
             job = submit(svc.repo, svc.store, svc.settings, sub.source, sub.recipe.name, suffix, **kwargs)
-    except LimitReached as exc:
-        raise _problem(429, f"{exc}: try again later", {"Retry-After": str(RETRY_AFTER_S)}) from None
     except IdempotencyKeyTaken:  # the same key sent twice at once: the other request made the job
         earlier = svc.repo.find_idempotent(tenant.name, idempotency_key or "")
         if earlier is None:  # and has let go of it since (it failed on the server's side)
@@ -361,7 +385,7 @@ def _same_request(job: Job, fingerprint: str) -> Job:
                             "params": {"type": "string", "description": "RecipeParams as JSON"},
                             "priority": {"type": "string", "enum": list(PRIORITIES)},
                             "webhook_url": {"type": "string"},
-                            "batch": {"type": "string", "pattern": BATCH_FORM.pattern},
+                            "batch": {"type": "string", "pattern": BATCH_ID.pattern},
                             "style_file": {"type": "string", "format": "binary"},
                             "background_file": {"type": "string", "format": "binary"},
                         },
@@ -380,6 +404,7 @@ async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTena
     content_type = request.headers.get("content-type", "")
     form: Form | None = None
     try:
+        await run_in_threadpool(_room_for_one_more, svc, tenant, idempotency_key)
         if content_type.lower().startswith("application/json"):
             sub = _by_reference(await _json_body(request), tenant)
         else:
@@ -402,7 +427,10 @@ async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTena
             sub = _by_upload(form, tenant)
         sub.files["style"] = _style(sub.params, form, tenant)
         sub.files["background"] = _background(sub.params, form)
-        job, made = await run_in_threadpool(_record, svc, tenant, sub, idempotency_key)
+        job, made = await anyio.to_thread.run_sync(
+            _record, svc, tenant, sub, idempotency_key, limiter=RECORDING
+        )
+        view = await run_in_threadpool(svc.repo.view, job.id)
     except ClientDisconnect:  # the client left mid-body: read_form removed what it spooled
         raise _problem(400, "the request body was cut off") from None
     except OperationalError as exc:  # SQLite's "database is locked", PostgreSQL's serialization failures
@@ -410,6 +438,8 @@ async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTena
         raise _problem(
             503, "the database is busy or does not answer: try again", {"Retry-After": str(BUSY_RETRY_S)}
         ) from None
+    except LimitReached as exc:
+        raise _problem(429, f"{exc}: try again later", {"Retry-After": str(RETRY_AFTER_S)}) from None
     except (Unreachable, TransientError, StoreRefused) as exc:  # the server's side, not the request's
         log.warning("job not recorded: %s", exc)
         raise _problem(
@@ -420,7 +450,7 @@ async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTena
     finally:
         if form is not None:
             form.close()
-    body = job_out(svc.repo.view(job.id)).model_dump(mode="json")
+    body = job_out(view).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if made else 200, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
@@ -469,7 +499,7 @@ def _by_upload(form: Form, tenant: Tenant) -> Submission:
 def _batch(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    if not BATCH_FORM.fullmatch(value):
+    if not BATCH_ID.fullmatch(value):
         raise _problem(422, f"batch: 1 to 16 letters, digits, - or _, got {value[:20]!r}")
     return value
 
@@ -500,7 +530,7 @@ def list_jobs(
     tenant: CurrentTenant,
     state: Annotated[JobState | None, Query()] = None,
     recipe: Annotated[str | None, Query(max_length=64)] = None,
-    batch: Annotated[str | None, Query(max_length=16)] = None,
+    batch: Annotated[str | None, Query(pattern=BATCH_ID.pattern)] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
@@ -540,7 +570,7 @@ def get_job(job_id: str, svc: CurrentServices, tenant: CurrentTenant) -> JobOut:
     responses={
         200: {"content": {t: {} for t in RESULT_TYPES}, "description": "The file"},
         307: {"description": "Presigned URL"},
-        **problems(409, 410, 501),
+        **problems(409, 410, 501, 503),
     },
 )
 def get_result(
@@ -554,19 +584,27 @@ def get_result(
     if job.state != JobState.DONE or not job.output_key:
         raise _problem(409, f"job {job_id} is {job.state}" + (f": {job.error}" if job.error else ""))
     keys = output_keys(job)
-    key = keys[0] if output == "result" else next((k for k in keys[1:]), None)
+    key = keys[0] if output == "result" else keys[1] if len(keys) > 1 else None
     if key is None:
         raise _problem(404, f"job {job_id} kept no matte (submit with params.with_matte)")
     stem = PurePosixPath(job.input_name).stem or "result"
     filename = f"{stem}-{job.recipe}{'-matte' if output == 'matte' else ''}{PurePosixPath(key).suffix}"
+    gone = _problem(410, f"job {job_id}: its result has been deleted (FRAMEQ_OUTPUTS_TTL_DAYS)")
     if isinstance(svc.store, LocalStore):
         path = svc.store.path(key)
         if not path.is_file():
-            raise _problem(410, f"job {job_id}: its result has been deleted (FRAMEQ_OUTPUTS_TTL_DAYS)")
+            raise gone
         return FileResponse(path, filename=filename)
     presign = getattr(svc.store, "presigned_url", None)
     if presign is None:
         raise _problem(501, "this store cannot hand out downloads")
+    try:
+        stored = svc.store.exists(key)  # one HEAD: a URL to an object deleted would answer 404 later
+    except (TransientError, StoreRefused) as exc:
+        log.warning("result of job %s not looked up: %s", job_id, exc)
+        raise _problem(503, "the store does not answer", {"Retry-After": str(RETRY_AFTER_S)}) from None
+    if not stored:
+        raise gone
     return RedirectResponse(presign(key), status_code=307)
 
 
@@ -610,4 +648,6 @@ def replay_webhooks(job_id: str, svc: CurrentServices, tenant: CurrentTenant) ->
     job = own_job(svc, tenant, job_id)
     if not job.webhook_url:
         raise _problem(409, f"job {job_id} has no webhook")
+    if job.state not in FINISHED_JOB_STATES:  # its webhook is called when it ends
+        raise _problem(409, f"job {job_id} has not finished")
     return {"replayed": svc.webhooks.replay(job_id)}

@@ -6,17 +6,25 @@ parameter the CLI refuses is refused here too, with a 422 naming it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from orchestrator.dispatch import PRIORITIES
 from orchestrator.inputs import IMAGE_OUTPUT_SUFFIXES, VIDEO_OUTPUT_SUFFIXES
 from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE
 
 OUTPUT_FORMATS = tuple(sorted({s.lstrip(".") for s in VIDEO_OUTPUT_SUFFIXES + IMAGE_OUTPUT_SUFFIXES}))
-Priority = Literal["high", "normal", "bulk"]  # dispatch.PRIORITIES' names
+if TYPE_CHECKING:
+    Priority = str
+else:  # dispatch.PRIORITIES' names: the document and the validation list each of them
+    Priority = Literal[tuple(PRIORITIES)]
+# A batch id (POST /v1/batches makes them; a client may choose its own): matched whole with
+# fullmatch; the anchors are for JSON Schema's `pattern`, which searches.
+BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 # The database's times are naive UTC; answers carry the zone, as RFC 3339 (OpenAPI's
 # date-time) requires: 2026-12-01T13:14:49.361422Z.
 Time = Annotated[datetime, AfterValidator(lambda t: t.replace(tzinfo=UTC) if t.tzinfo is None else t)]
@@ -58,9 +66,7 @@ class JobByReference(BaseModel):
     params: RecipeParams = Field(default_factory=RecipeParams)
     priority: Priority = "normal"
     webhook_url: str | None = Field(None, max_length=2048)
-    batch: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_-]{1,16}$", description="An id from POST /v1/batches"
-    )
+    batch: str | None = Field(None, pattern=BATCH_ID.pattern, description="An id from POST /v1/batches")
 
 
 class StageOut(BaseModel):

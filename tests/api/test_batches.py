@@ -46,3 +46,9 @@ def test_cancelling_a_batch_cancels_its_unfinished_jobs(idle_api: ApiServer, tmp
         assert [client.get(f"/v1/jobs/{j}").json()["state"] for j in jobs] == ["cancelled"] * 2
         assert client.get(f"/v1/jobs/{outside}").json()["state"] == "queued"
         assert client.get(f"/v1/batches/{batch_id}").json()["finished"] is True
+        assert client.delete(f"/v1/batches/{batch_id}").json() == {"cancelled": 0}  # all finished
+        # A listing's batch filter takes what a batch id may be, as the submission does.
+        assert client.get("/v1/jobs", params={"batch": batch_id}).status_code == 200
+        for bad in ("../x", "a b", "x" * 17, "a\u00e9"):
+            assert client.get("/v1/jobs", params={"batch": bad}).status_code == 422, bad
+            assert upload(client, "x.png", image, batch=bad).status_code == 422, bad

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -214,22 +218,55 @@ def test_idempotency_key(api: ApiServer, shared_key: str, tmp_path: Path) -> Non
         assert created(upload(client, "in.png", image, headers=retry)) != job_id
 
 
-def test_a_tenant_at_its_limit_is_told_to_retry_later(api: ApiServer, tmp_path: Path) -> None:
-    clip = make_video(tmp_path / "clip.mp4", width=160, height=120, frames=30)
+def _answer_to_headers_alone(server: ApiServer, key: str, length: int) -> int:
+    """The status answered to a POST /v1/jobs whose headers announce `length` bytes of form
+    that never come (the client waits for the answer before sending them)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(
+            f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {length}\r\n\r\n".encode()
+        )
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, "the server closed the connection without an answer"
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_a_tenant_at_its_limit_is_told_to_retry_later(idle_api: ApiServer, tmp_path: Path) -> None:
     image = write_png(tmp_path / "in.png").read_bytes()
-    _, key = api.key(None, "--max-active-jobs", "1")
-    with api.client(key) as client:
-        first = created(upload(client, "clip.mp4", clip.path.read_bytes()))
+    _, key = idle_api.key(None, "--max-active-jobs", "1")
+    retry = {"Idempotency-Key": "first"}
+    with idle_api.client(key) as client:
+        first = created(upload(client, "in.png", image, headers=retry))  # stays queued: no worker
         # While the first is under way, a second is refused, with when to try again
-        refused = upload(client, "in.png", image)
+        refused = upload(client, "other.png", image)
         detail = one_line_problem(refused, 429)
         assert "limit 1" in detail
         assert int(refused.headers["retry-after"]) > 0
+        # at once, before a byte of its upload is read
+        assert _answer_to_headers_alone(idle_api, key, 50 * 2**20) == 429
+        # The client's retry of the request that made the first is still answered with it.
+        again = upload(client, "in.png", image, headers=retry)
+        assert again.status_code == 200 and again.json()["id"] == first
         assert listed(client) == [first]
         # Once the first is out of the way, the next is taken.
         assert client.delete(f"/v1/jobs/{first}").status_code == 200
-        second = created(upload(client, "in.png", image))
-        assert api.wait_finished(client, second)["state"] == "done"
+        second = created(upload(client, "other.png", image))
+        assert listed(client) == [second, first]
+        assert client.get(f"/v1/jobs/{second}").json()["state"] == "queued"
+
+
+def test_the_webhooks_of_an_unfinished_job_are_not_replayed(idle_api: ApiServer, tmp_path: Path) -> None:
+    image = write_png(tmp_path / "in.png").read_bytes()
+    _, key = idle_api.key()
+    with idle_api.client(key) as client:
+        job_id = created(upload(client, "in.png", image, webhook_url="http://93.184.215.14/hook"))
+        detail = one_line_problem(client.post(f"/v1/jobs/{job_id}/webhooks/replay"), 409)
+        assert detail == f"job {job_id} has not finished"
+        assert client.get(f"/v1/jobs/{job_id}/webhooks").json() == []
+        assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "queued"
 
 
 def test_a_corrupt_upload_fails_its_own_job_only(api: ApiServer, shared_key: str, tmp_path: Path) -> None:
@@ -291,3 +328,94 @@ def test_submissions_at_once_never_exceed_the_limit(idle_api: ApiServer, tmp_pat
     assert statuses == [201, 201] + [429] * 6, statuses
     with idle_api.client(key) as client:
         assert len(listed(client)) == 2
+
+
+# -- an S3 store ---------------------------------------------------------------------------
+
+
+@dataclass
+class S3Api:
+    server: ApiServer
+    s3: Any  # a boto3 client of the same endpoint
+    bucket: str  # the server's store: s3://BUCKET/frameq, made by the tests that need it
+
+    def buckets(self) -> set[str]:
+        return {b["Name"] for b in self.s3.list_buckets()["Buckets"]}
+
+    def ensure_bucket(self) -> None:
+        if self.bucket not in self.buckets():
+            self.s3.create_bucket(Bucket=self.bucket)
+
+    def remove_bucket(self) -> None:
+        if self.bucket in self.buckets():
+            for item in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []):
+                self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
+            self.s3.delete_bucket(Bucket=self.bucket)
+
+
+@pytest.fixture(scope="module")
+def s3_api(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Api]:
+    """`frameq api` (embedded, one local worker) on a store in an S3 bucket that does not
+    exist until a test makes it."""
+    import boto3
+
+    aws = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    bucket = f"frameq-{secrets.token_hex(4)}"
+    home = tmp_path_factory.mktemp("s3api")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FRAMEQ_", "AWS_"))}
+    env |= aws | {"FRAMEQ_HOME": str(home / "home"), "FRAMEQ_STORE_URL": f"s3://{bucket}/frameq"}
+    server = ApiServer(env, home / "api.log")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+    yield S3Api(server, s3, bucket)
+    server.stop()
+
+
+def test_a_retry_after_the_store_refused_makes_a_new_job(s3_api: S3Api, tmp_path: Path) -> None:
+    image = write_png(tmp_path / "in.png").read_bytes()
+    server = s3_api.server
+    _, key = server.key()
+    retry = {"Idempotency-Key": "store-down"}
+    s3_api.remove_bucket()
+    with server.client(key) as client:
+        # The store refuses: the server's fault, not the request's.
+        refused = upload(client, "in.png", image, headers=retry)
+        assert "no such bucket" in one_line_problem(refused, 503)
+        assert int(refused.headers["retry-after"]) > 0
+        [failed] = client.get("/v1/jobs").json()["jobs"]
+        assert failed["state"] == "failed"
+        # The same request again, the store still down: refused again, not answered with that job.
+        one_line_problem(upload(client, "in.png", image, headers=retry), 503)
+        s3_api.ensure_bucket()
+        # Once the store is back, the retry makes the job, and the key names it from then on.
+        job_id = created(upload(client, "in.png", image, headers=retry))
+        assert job_id != failed["id"]
+        assert len(listed(client)) == 3  # two failed, one made now
+        again = upload(client, "in.png", image, headers=retry)
+        assert again.status_code == 200 and again.json()["id"] == job_id
+        assert server.wait_finished(client, job_id)["state"] == "done"
+
+
+def test_a_deleted_result_in_s3_is_gone(s3_api: S3Api, tmp_path: Path) -> None:
+    s3_api.ensure_bucket()
+    server = s3_api.server
+    _, key = server.key()
+    with server.client(key) as client:
+        job_id = created(upload(client, "in.png", write_png(tmp_path / "in.png").read_bytes()))
+        assert server.wait_finished(client, job_id)["state"] == "done"
+        result = client.get(f"/v1/jobs/{job_id}/result")
+        assert result.status_code == 307 and s3_api.bucket in result.headers["location"]
+        stored = s3_api.s3.list_objects_v2(Bucket=s3_api.bucket, Prefix=f"frameq/jobs/{job_id}/output")
+        [output] = [item["Key"] for item in stored["Contents"]]
+        s3_api.s3.delete_object(Bucket=s3_api.bucket, Key=output)  # as FRAMEQ_OUTPUTS_TTL_DAYS does
+        assert "deleted" in one_line_problem(client.get(f"/v1/jobs/{job_id}/result"), 410)
