@@ -8,7 +8,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -161,44 +160,37 @@ def test_a_corrupt_upload_counts_as_a_failure(api: ApiServer) -> None:
     assert after.total("frameq_task_failures_total") == before.total("frameq_task_failures_total") + 1
 
 
-def test_jobs_waiting_for_the_one_worker_show_as_queue_depth(api: ApiServer, tmp_path: Path) -> None:
-    before = scrape(api.url)
-    _, key = api.key()
-    n = 6
-    images = [image(tmp_path, seed) for seed in range(n)]
-    with api.client(key) as client:
+def test_jobs_waiting_for_a_worker_show_as_queue_depth(idle_api: ApiServer, tmp_path: Path) -> None:
+    """No worker: every job submitted waits, its plan task ready, until it is cancelled."""
+    before = scrape(idle_api.url)
+    _, key = idle_api.key()
+    with idle_api.client(key) as client:
 
-        def send(data: bytes) -> str:
-            files = {"file": ("in.png", data)}
-            answer = client.post("/v1/jobs", files=files, data={"recipe": "cartoon", "priority": "bulk"})
+        def send(seed: int, priority: str) -> str:
+            files = {"file": ("in.png", image(tmp_path, seed))}
+            answer = client.post("/v1/jobs", files=files, data={"recipe": "cartoon", "priority": priority})
             assert answer.status_code == 201, answer.text
             return str(answer.json()["id"])
 
-        with ThreadPoolExecutor(n) as pool:  # all at once: one local worker takes them one by one
-            ids = list(pool.map(send, images))
-        done_before, deepest = before.value("frameq_jobs", state="done"), 0.0
-        deadline = time.monotonic() + 120
-        while deepest == 0 and time.monotonic() < deadline:
-            now = scrape(api.url)
-            assert now.total("frameq_tasks_running") <= 1  # there is one worker
-            deepest = now.total("frameq_queue_depth", priority="bulk")
-            if now.value("frameq_jobs", state="done") - done_before == n:
-                break  # all finished: too late to see any wait
-        assert deepest > 0, "every job finished before a scrape saw one waiting"
-        assert now.total("frameq_queue_depth", priority="high") == 0
-        assert now.total("frameq_queue_depth", priority="normal") == 0
-        jobs = [api.wait_finished(client, job_id) for job_id in ids]
-    assert [j["state"] for j in jobs] == ["done"] * n
-    after = scrape(api.url)
-    assert after.total("frameq_queue_depth") == 0
-    assert after.value("frameq_jobs", state="done") == before.value("frameq_jobs", state="done") + n
-    for name in CARTOON_TASKS:
-        assert after.value("frameq_task_duration_seconds_count", task_type=name) == (
-            before.value("frameq_task_duration_seconds_count", task_type=name) + n
-        )
-    assert after.value("frameq_frames_processed_total", task_type="style.frames") == (
-        before.value("frameq_frames_processed_total", task_type="style.frames") + n
-    )
+        ids = [send(seed, priority) for seed, priority in enumerate(["bulk", "bulk", "bulk", "high"])]
+        waiting = scrape(idle_api.url)
+        for job_id in ids:
+            assert client.delete(f"/v1/jobs/{job_id}").status_code == 200
+    after = scrape(idle_api.url)
+
+    def grew(now: Scrape, name: str, **labels: str) -> float:
+        return now.total(name, **labels) - before.total(name, **labels)
+
+    for name in TASK_TYPES:  # only the jobs' plan tasks wait, each at its job's priority
+        for priority in PRIORITIES:
+            expected = {("media.plan", "bulk"): 3, ("media.plan", "high"): 1}.get((name, priority), 0)
+            assert grew(waiting, "frameq_queue_depth", task_type=name, priority=priority) == expected
+    assert waiting.total("frameq_tasks_running") == 0
+    assert grew(waiting, "frameq_jobs", state="queued") == 4
+    # Cancelled, they wait no more.
+    assert after.total("frameq_queue_depth") == before.total("frameq_queue_depth")
+    assert grew(after, "frameq_jobs", state="queued") == 0
+    assert grew(after, "frameq_jobs", state="cancelled") == 4
 
 
 def test_distributed_mode_reports_the_broker_queues(
