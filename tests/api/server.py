@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import subprocess
 import sys
@@ -10,8 +9,13 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 
-from tests.conftest import ROOT, free_port, run_cli
+from frameq.api.commands import keys_create
+from orchestrator.db import make_engine, make_sessions
+from orchestrator.settings import Settings
+from orchestrator.tenants import Tenants
+from tests.conftest import ROOT, free_port
 
 
 class ApiServer:
@@ -19,7 +23,8 @@ class ApiServer:
         self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.webhook_secrets: dict[str, str] = {}  # tenant -> whsec_..., as `keys create` printed it
+        self.webhook_secrets: dict[str, str] = {}  # tenant -> whsec_..., as `keys create` prints it
+        self._engine: Engine | None = None  # on the server's database, for `key`
         self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "frameq", "api", "--port", str(self.port)]
@@ -43,15 +48,23 @@ class ApiServer:
             time.sleep(0.2)
 
     def key(self, tenant: str | None = None, *options: str) -> tuple[str, str]:
-        """A new key for a tenant (a fresh one unless named): (tenant, key). The tenant's
-        webhook secret, printed on stderr, is kept in `webhook_secrets`."""
+        """A new key for a tenant (a fresh one unless named): (tenant, key). Made as `frameq keys
+        create --tenant TENANT OPTIONS...` makes it, options checked by that command's own
+        definitions, but here, on the server's database (a process per key would cost a second
+        of imports each). The tenant's webhook secret is kept in `webhook_secrets`."""
         tenant = tenant or f"t-{secrets.token_hex(4)}"
-        result = run_cli(self.env, "keys", "create", "--tenant", tenant, *options)
-        assert result.returncode == 0, result.stderr
-        found = re.search(r"webhook secret: (whsec_[A-Za-z0-9+/=]+)", result.stderr)
-        assert found, result.stderr
-        self.webhook_secrets[tenant] = found.group(1)
-        return tenant, result.stdout.strip()
+        asked = keys_create.make_context("keys create", ["--tenant", tenant, *options]).params
+        if self._engine is None:
+            self._engine = make_engine(Settings.from_env(self.env).database_url)
+        tenants = Tenants(make_sessions(self._engine))
+        found = tenants.ensure(
+            tenant,
+            max_active_jobs=asked["max_active_jobs"],
+            max_queued_frames=asked["max_queued_frames"],
+            prefixes=list(asked["prefixes"]) or None,
+        )
+        self.webhook_secrets[tenant] = found.webhook_secret
+        return tenant, tenants.create_key(found.name).key
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -75,3 +88,5 @@ class ApiServer:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        if self._engine is not None:
+            self._engine.dispose()

@@ -26,7 +26,7 @@ from tests.media import audio_onset_s, decode, make_video
 
 @pytest.fixture(scope="module")
 def shared_key(api: ApiServer) -> str:
-    """A tenant for the tests that do not count its jobs (a key costs a CLI process)."""
+    """A tenant for the tests that do not count its jobs."""
     return api.key()[1]
 
 

@@ -281,13 +281,25 @@ def test_every_operation_needs_a_live_key(strict: ApiServer, queued: tuple[Tenan
 
 
 def test_a_revoked_key_opens_nothing(strict: ApiServer, queued: tuple[Tenant, Tenant, str]) -> None:
+    """With the real `frameq keys` commands: made, listed, revoked."""
     _, _, job_id = queued
-    doomed = tenant(strict)
+    name = f"doomed-{secrets.token_hex(4)}"
+    made = run_cli(strict.env, "keys", "create", "--tenant", name)
+    assert made.returncode == 0, made.stderr
+    doomed = Tenant(name, made.stdout.strip(), strict)
+    key_id = doomed.key.split("_")[1]
+    assert f"tenant {name}: key {key_id} (webhook secret: whsec_" in made.stderr
     with doomed.client() as client:
         assert client.get("/v1/jobs").status_code == 200
-    key_id = doomed.key.split("_")[1]
+    listed = run_cli(strict.env, "keys", "list", "--tenant", name)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert line.startswith(f"{key_id}  {name}") and line.endswith("live") and doomed.key not in line
     revoked = run_cli(strict.env, "keys", "revoke", key_id)
     assert revoked.returncode == 0, revoked.stderr
+    assert "revoked" in run_cli(strict.env, "keys", "list", "--tenant", name).stdout.split()
+    again = run_cli(strict.env, "keys", "revoke", key_id)
+    assert again.returncode != 0 and "no live key" in again.stderr
     operations = _operations(strict, job_id)
     _refused_everywhere(strict, operations, headers={"Authorization": f"Bearer {doomed.key}"})
     _refused_everywhere(strict, operations, headers={"X-API-Key": doomed.key})
