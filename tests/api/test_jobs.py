@@ -419,3 +419,24 @@ def test_a_deleted_result_in_s3_is_gone(s3_api: S3Api, tmp_path: Path) -> None:
         [output] = [item["Key"] for item in stored["Contents"]]
         s3_api.s3.delete_object(Bucket=s3_api.bucket, Key=output)  # as FRAMEQ_OUTPUTS_TTL_DAYS does
         assert "deleted" in one_line_problem(client.get(f"/v1/jobs/{job_id}/result"), 410)
+
+
+def test_the_same_request_sent_at_once_makes_one_job(idle_api: ApiServer, tmp_path: Path) -> None:
+    """A client retrying before its first request was answered: whichever records first makes
+    the job, and every other one is answered with it."""
+    image = write_png(tmp_path / "in.png").read_bytes()
+    _, key = idle_api.key()
+    start = threading.Barrier(8)
+
+    def submit(_: int) -> tuple[int, str]:
+        with idle_api.client(key) as client:
+            start.wait()
+            answer = upload(client, "in.png", image, headers={"Idempotency-Key": "twice"})
+            return answer.status_code, answer.json().get("id", answer.text)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(submit, range(8)))
+    assert sorted(status for status, _ in answers) == [200] * 7 + [201], answers
+    assert len({job_id for _, job_id in answers}) == 1
+    with idle_api.client(key) as client:
+        assert listed(client) == [answers[0][1]]
