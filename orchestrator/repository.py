@@ -206,61 +206,38 @@ class Repository:
         limits is not recorded: LimitReached; nor one of a tenant without a row: TenantGone;
         nor one whose Idempotency-Key another job of the tenant holds: IdempotencyKeyTaken."""
         try:
-            return self._create_job(
-                job_id=job_id,
-                recipe=recipe,
-                input_name=input_name,
-                source_key=source_key,
-                params=params,
-                priority=priority,
-                batch_id=batch_id,
-                origin=origin,
-            )
+            with self.sessions.begin() as s:
+                if origin is not None:
+                    self._check_limits(s, origin)
+                job = Job(
+                    tenant=origin.tenant if origin else None,
+                    webhook_url=origin.webhook_url if origin else None,
+                    idempotency_key=origin.idempotency_key if origin else None,
+                    request_hash=origin.request_hash if origin else None,
+                    id=job_id,
+                    batch_id=batch_id,
+                    recipe=recipe,
+                    input_name=input_name,
+                    source_key=source_key,
+                    params=params,
+                    priority=priority,
+                    state=JobState.QUEUED,
+                )
+                s.add(job)
+                s.add(
+                    Task(
+                        job_id=job_id,
+                        stage=PLAN_STAGE,
+                        name=PLAN_TASK,
+                        queue=queue_for(PLAN_TASK),
+                        state=TaskState.WAITING,
+                    )
+                )
+            return job
         except IntegrityError as exc:
             if origin is not None and origin.idempotency_key is not None and _idempotency_clash(exc):
                 raise IdempotencyKeyTaken(f"Idempotency-Key {origin.idempotency_key!r} is taken") from exc
             raise
-
-    def _create_job(
-        self,
-        *,
-        job_id: str,
-        recipe: str,
-        input_name: str,
-        source_key: str,
-        params: dict[str, Any],
-        priority: int,
-        batch_id: str | None,
-        origin: Origin | None,
-    ) -> Job:
-        with self.sessions.begin() as s:
-            if origin is not None:
-                self._check_limits(s, origin)
-            job = Job(
-                tenant=origin.tenant if origin else None,
-                webhook_url=origin.webhook_url if origin else None,
-                idempotency_key=origin.idempotency_key if origin else None,
-                request_hash=origin.request_hash if origin else None,
-                id=job_id,
-                batch_id=batch_id,
-                recipe=recipe,
-                input_name=input_name,
-                source_key=source_key,
-                params=params,
-                priority=priority,
-                state=JobState.QUEUED,
-            )
-            s.add(job)
-            s.add(
-                Task(
-                    job_id=job_id,
-                    stage=PLAN_STAGE,
-                    name=PLAN_TASK,
-                    queue=queue_for(PLAN_TASK),
-                    state=TaskState.WAITING,
-                )
-            )
-        return job
 
     def source_stored(self, job_id: str) -> list[int]:
         """The input is in the store: the job's plan task may run. Returns its id."""
