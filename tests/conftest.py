@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,10 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the PostgreSQL server for this test session, dropped afterwards."""
+@contextmanager
+def fresh_postgres_database(prefix: str = "frameq_test") -> Iterator[str]:
+    """A new database on the PostgreSQL server, dropped afterwards; under CI a server that is
+    down fails the test, elsewhere it skips."""
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -34,7 +36,7 @@ def postgres_url() -> Iterator[str]:
         if IN_CI:
             pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required under CI: {exc}")
         pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
-    name = f"frameq_test_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin.url.set(database=name).render_as_string(hide_password=False)
@@ -44,6 +46,13 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server for this test session, dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,9 @@ import schemathesis.engine
 from hypothesis import strategies as st
 from PIL import Image
 from schemathesis.engine import Status, StopReason, events
-from sqlalchemy import create_engine, text
 
 from tests.api.server import ApiServer
-from tests.conftest import IN_CI, POSTGRES_URL
+from tests.conftest import fresh_postgres_database
 
 MAX_EXAMPLES = 30
 SEED = 20261201
@@ -60,23 +58,8 @@ class Tenant:
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A database of this module's own: the jobs fuzzing leaves queued meet no other test."""
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
-    name = f"frameq_fuzz_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database("frameq_fuzz") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
