@@ -7,6 +7,7 @@ import os
 import click
 
 from orchestrator.db import make_engine, make_sessions, upgrade
+from orchestrator.errors import ConfigError
 from orchestrator.settings import Settings
 from orchestrator.tenants import Tenants
 
@@ -89,5 +90,5 @@ def keys_list(tenant: str | None) -> None:
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id: requests with it are refused from now on."""
     if not _tenants().revoke_key(key_id):
-        raise click.ClickException(f"no live key {key_id!r}")
+        raise ConfigError(f"no live key {key_id!r} (frameq keys list shows them)")
     click.echo(f"revoked {key_id}")
