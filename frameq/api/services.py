@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -14,6 +15,7 @@ from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 from sqlalchemy import Engine
 
 from orchestrator.db import RECONCILER_LOCK_KEY, ClusterLock, make_engine, make_sessions, upgrade
@@ -95,9 +97,17 @@ class Services:
         # held at exit is reported by multiprocessing's resource tracker as leaked.
         self._pool = None
         if self.dispatcher is not None:
-            # The broker connections of its pool (the producers' are the same ones).
-            self.dispatcher.app.pool.force_close_all()
-            self.dispatcher.app.close()
+            # The broker connections of its pool (the producers' are the same ones). The pools
+            # are kombu's, shared by every Celery app of the process on the same broker: the
+            # closed ones are dropped from its registry, so another app opens new ones rather
+            # than meeting "Acquire on closed pool".
+            app = self.dispatcher.app
+            broker = app.connection_for_write()
+            app.pool.force_close_all()
+            app.close()
+            for group in (kombu.pools.connections, kombu.pools.producers):
+                with contextlib.suppress(KeyError):
+                    del group[broker]
         self.engine.dispose()
 
     def _spawn(self, target: Any, name: str) -> None:
