@@ -686,22 +686,32 @@ def _spatial_pads(node: Node, ld: _Loader, kernel: Sequence[int], strides: Seque
     return lambda hw: fixed
 
 
-@_register("Conv")
-def _conv(node: Node, ld: _Loader) -> Built:
+def _conv_shape(node: Node, ld: _Loader) -> tuple[list[int], tuple[int, ...], tuple[int, ...], int]:
+    """A (transposed) convolution's kernel size, strides, dilations and groups."""
     kernel = node.attr("kernel_shape")
     if kernel is None:
         kernel = list(ld.const(node, 1).shape[2:])
     n = len(kernel)
+    strides = tuple(int(s) for s in node.attr("strides", [1] * n))
+    dilations = tuple(int(d) for d in node.attr("dilations", [1] * n))
+    return list(kernel), strides, dilations, int(node.attr("group", 1))
+
+
+def _filters_channels_last(node: Node, ld: _Loader, n: int) -> None:
+    """Constant 2-D filters in the activations' layout, once at load."""
+    if n == 2 and ld.is_const(node.inputs[1]):
+        ld.constant(node.inputs[1], ld.const(node, 1).contiguous(memory_format=torch.channels_last))
+
+
+@_register("Conv")
+def _conv(node: Node, ld: _Loader) -> Built:
+    kernel, strides, dilations, groups = _conv_shape(node, ld)
+    n = len(kernel)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}.get(n)
     if conv is None:
         raise ld.unsupported(node, f"{n}-D convolution")
-    strides = tuple(int(s) for s in node.attr("strides", [1] * n))
-    dilations = tuple(int(d) for d in node.attr("dilations", [1] * n))
-    groups = int(node.attr("group", 1))
     pads_for = _spatial_pads(node, ld, kernel, strides, dilations)
-    if n == 2 and ld.is_const(node.inputs[1]):  # filters in the activations' layout, once
-        weights = ld.const(node, 1)
-        ld.constant(node.inputs[1], weights.contiguous(memory_format=torch.channels_last))
+    _filters_channels_last(node, ld, n)
 
     def convolve(v: list[torch.Tensor]) -> torch.Tensor:
         x, w, b = v[0], v[1], v[2] if len(v) > 2 else None
@@ -720,28 +730,21 @@ def _conv(node: Node, ld: _Loader) -> Built:
 
 @_register("ConvTranspose")
 def _conv_transpose(node: Node, ld: _Loader) -> Built:
-    kernel = node.attr("kernel_shape")
-    if kernel is None:
-        kernel = list(ld.const(node, 1).shape[2:])
+    kernel, strides, dilations, groups = _conv_shape(node, ld)
     n = len(kernel)
     deconv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}.get(n)
     if deconv is None:
         raise ld.unsupported(node, f"{n}-D transposed convolution")
     if node.attr("output_shape") is not None or node.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         raise ld.unsupported(node, "output_shape or SAME auto_pad")
-    strides = tuple(int(s) for s in node.attr("strides", [1] * n))
-    dilations = tuple(int(d) for d in node.attr("dilations", [1] * n))
     extra = tuple(int(p) for p in node.attr("output_padding", [0] * n))
-    groups = int(node.attr("group", 1))
     pads = [int(p) for p in node.attr("pads", [0] * (2 * n))]
     if node.attr("auto_pad", "NOTSET") == "VALID":
         pads = [0] * (2 * n)
     begin, end = pads[:n], pads[n:]
     if any(e >= max(s, d) for e, s, d in zip(extra, strides, dilations, strict=True)):
         raise ld.unsupported(node, "output_padding of a stride or more")
-    if n == 2 and ld.is_const(node.inputs[1]):
-        weights = ld.const(node, 1)
-        ld.constant(node.inputs[1], weights.contiguous(memory_format=torch.channels_last))
+    _filters_channels_last(node, ld, n)
 
     def transposed(v: list[torch.Tensor]) -> torch.Tensor:
         x, w, b = v[0], v[1], v[2] if len(v) > 2 else None
