@@ -54,7 +54,7 @@ def _style(recipe: Recipe, choice: StyleChoice) -> StyleChoice:
     """The style the job paints with: the one asked, else the recipe's own; none if it paints not."""
     if recipe.default_style is None:
         if choice.asked():
-            raise RecipeError(f"recipe {recipe.name} does not paint: --style and its options do not apply")
+            raise RecipeError(f"recipe {recipe.name} does not paint: a style and its options do not apply")
         return choice
     if choice.style is None:
         return replace(choice, style=parse_style(recipe.default_style))
