@@ -130,6 +130,18 @@ def queued(strict: ApiServer) -> tuple[Tenant, Tenant, str]:
     return a, b, made.json()["id"]
 
 
+def job_endpoints(job_id: str) -> list[tuple[str, str]]:
+    """Every operation on one job: another tenant must get 404 from each."""
+    return [
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{job_id}/result"),
+        ("GET", f"/v1/jobs/{job_id}/result?output=matte"),
+        ("DELETE", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{job_id}/webhooks"),
+        ("POST", f"/v1/jobs/{job_id}/webhooks/replay"),
+    ]
+
+
 def test_another_tenants_queued_job_is_not_found_and_not_cancelled(
     queued: tuple[Tenant, Tenant, str],
 ) -> None:
@@ -138,14 +150,7 @@ def test_another_tenants_queued_job_is_not_found_and_not_cancelled(
         before = client.get(f"/v1/jobs/{job_id}").json()
     assert before["state"] == "queued"
     with b.client() as client:
-        for method, path in [
-            ("GET", f"/v1/jobs/{job_id}"),
-            ("GET", f"/v1/jobs/{job_id}/result"),
-            ("GET", f"/v1/jobs/{job_id}/result?output=matte"),
-            ("DELETE", f"/v1/jobs/{job_id}"),
-            ("GET", f"/v1/jobs/{job_id}/webhooks"),
-            ("POST", f"/v1/jobs/{job_id}/webhooks/replay"),
-        ]:
+        for method, path in job_endpoints(job_id):
             answer = client.request(method, path)
             assert answer.status_code == 404, (method, path, answer.text)
             assert one_line_problem(answer) == f"no job {job_id!r}"
@@ -181,13 +186,7 @@ def test_another_tenants_finished_job_gives_nothing(api: ApiServer) -> None:
         result = client.get(f"/v1/jobs/{job['id']}/result")
         assert result.status_code == 200
     with b.client() as client:
-        for method, path in [
-            ("GET", f"/v1/jobs/{job['id']}"),
-            ("GET", f"/v1/jobs/{job['id']}/result"),
-            ("DELETE", f"/v1/jobs/{job['id']}"),
-            ("GET", f"/v1/jobs/{job['id']}/webhooks"),
-            ("POST", f"/v1/jobs/{job['id']}/webhooks/replay"),
-        ]:
+        for method, path in job_endpoints(job["id"]):
             answer = client.request(method, path)
             assert answer.status_code == 404, (method, path, answer.text)
             for secret in ("holiday-b", "cartoon", "closed", "done"):
