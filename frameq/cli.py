@@ -17,6 +17,7 @@ import click
 
 from frameq import distributed
 from frameq.api import commands as api_commands
+from frameq.batch import batch as _batch_group
 from frameq.checks import check_device, check_output_directory, check_outputs
 from frameq.options import job_options
 from frameq.progress import ProgressBar, summary_line
@@ -336,6 +337,7 @@ def db_upgrade() -> None:
 
 
 for command in (
+    _batch_group,
     distributed.submit,
     distributed.fetch,
     distributed.cancel,

@@ -37,7 +37,7 @@ start() {
   fi
   "$BIN/frameq" db upgrade
   launch media-worker "$BIN/frameq" worker --queues media
-  launch gpu-worker "$BIN/frameq" worker --queues matte,style,composite
+  launch gpu-worker "$BIN/frameq" worker --queues matte,style,composite,image
   launch flower "$BIN/frameq" flower --port 5555
 }
 

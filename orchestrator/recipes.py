@@ -1,7 +1,8 @@
 """Recipes as data: a named graph of per-segment stages, validated when declared.
 
-Every job runs `plan` first (probe, cut segments, expand this graph once per segment) and
-`assemble` last (join the output stage's segments, restore the audio).
+A video job runs `plan` first (probe, cut segments, expand this graph once per segment) and
+`assemble` last (join the output stage's segments, restore the audio). An image job is one
+task, `image`, that runs the whole graph on its one frame in memory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ PLAN_STAGE = "plan"
 ASSEMBLE_STAGE = "assemble"
 PLAN_TASK = "media.plan"
 ASSEMBLE_TASK = "media.assemble"
+IMAGE_STAGE = "image"
+IMAGE_TASK = "image.run"
+ENTRY_STAGES = (PLAN_STAGE, IMAGE_STAGE)  # a job's first task: ready once its input is stored
+TERMINAL_TASKS = (ASSEMBLE_TASK, IMAGE_TASK)  # a job's last task: its completion ends the job
 MATTE_STAGE = "matte"  # the people's alpha, in every matting recipe
 STYLE_STAGE = "style"  # the styled frames, in every recipe that paints (its style: --style)
 
@@ -45,7 +50,7 @@ class Recipe:
     def __post_init__(self) -> None:
         seen: set[str] = set()
         for stage in self.stages:
-            if stage.name in (PLAN_STAGE, ASSEMBLE_STAGE) or stage.name in seen:
+            if stage.name in (PLAN_STAGE, ASSEMBLE_STAGE, IMAGE_STAGE) or stage.name in seen:
                 raise RecipeError(f"recipe {self.name}: stage name {stage.name!r} is taken")
             task_type(stage.task)  # the task type must be registered
             # Needs may only point backwards, so the graph is acyclic by construction.

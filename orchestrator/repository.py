@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     CursorResult,
     Update,
     and_,
+    bindparam,
     case,
     delete,
     extract,
@@ -30,13 +32,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.batches import Item, Known
 from orchestrator.clock import db_now
 from orchestrator.errors import FrameqError, JobNotFound, LimitReached
 from orchestrator.planning import TaskSpec
-from orchestrator.recipes import ASSEMBLE_TASK, PLAN_STAGE, PLAN_TASK
+from orchestrator.recipes import ENTRY_STAGES, IMAGE_STAGE, IMAGE_TASK, PLAN_STAGE, PLAN_TASK, TERMINAL_TASKS
 from orchestrator.schema import (
     FINISHED_JOB_STATES,
     Artifact,
+    Batch,
+    BatchItem,
     Job,
     JobState,
     Task,
@@ -44,10 +49,12 @@ from orchestrator.schema import (
     TaskState,
     Tenant,
     WebhookDelivery,
+    utcnow,
 )
 from orchestrator.tasktypes import queue_for
 
 LEASE_S = 300.0
+KEYS_PER_QUERY = 500  # values bound in one IN list or insert: well within every database's limit
 IDEMPOTENCY_CONSTRAINT = "uq_jobs_tenant_idempotency"  # schema.Job's (tenant, idempotency_key)
 
 
@@ -79,6 +86,50 @@ def _held_by(worker: str | None) -> Any:
 def _changed(s: Session, statement: Update) -> int:
     """Run an UPDATE and return how many rows it changed (the compare-and-set result)."""
     return cast(CursorResult[Any], s.execute(statement)).rowcount
+
+
+@dataclass(frozen=True)
+class ImageDone:
+    """A finished image task of a group: what it wrote and what its image is."""
+
+    task_id: int
+    size_bytes: int
+    media: dict[str, Any]
+    also_stored: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """A new job of a library batch, its input already in the store (or refused: `error`)."""
+
+    job_id: str
+    recipe: str
+    input_name: str
+    source_key: str
+    source_size: int
+    params: dict[str, Any]
+    item_key: str
+    priority: int
+    image_output_key: str | None  # for an image: where its output goes
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """An item of a batch with its job, as `frameq batch status` and the manifest show it."""
+
+    path: str
+    dest: str
+    sha256: str
+    written_size: int | None
+    job_id: str | None
+    state: str | None
+    error: str | None
+    kind: str | None
+    frames: int | None
+    output_key: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -200,9 +251,11 @@ class Repository:
         priority: int = 0,
         batch_id: str | None = None,
         origin: Origin | None = None,
+        image_output_key: str | None = None,
     ) -> Job:
-        """Record a job and its first task (plan). The plan waits until `source_stored` says
-        the input is in the store, so no worker looks for it earlier. A job of a tenant at its
+        """Record a job and its first task: plan, or for an image (`image_output_key`: where
+        its output goes) the one task that does all. It waits until `source_stored` says the
+        input is in the store, so no worker looks for it earlier. A job of a tenant at its
         limits is not recorded: LimitReached; nor one of a tenant without a row: TenantGone;
         nor one whose Idempotency-Key another job of the tenant holds: IdempotencyKeyTaken."""
         try:
@@ -224,15 +277,7 @@ class Repository:
                     state=JobState.QUEUED,
                 )
                 s.add(job)
-                s.add(
-                    Task(
-                        job_id=job_id,
-                        stage=PLAN_STAGE,
-                        name=PLAN_TASK,
-                        queue=queue_for(PLAN_TASK),
-                        state=TaskState.WAITING,
-                    )
-                )
+                s.add(_entry_task(job, image_output_key))
             return job
         except IntegrityError as exc:
             if origin is not None and origin.idempotency_key is not None and _idempotency_clash(exc):
@@ -245,7 +290,9 @@ class Repository:
             return list(
                 s.scalars(
                     update(Task)
-                    .where(Task.job_id == job_id, Task.stage == PLAN_STAGE, Task.state == TaskState.WAITING)
+                    .where(
+                        Task.job_id == job_id, Task.stage.in_(ENTRY_STAGES), Task.state == TaskState.WAITING
+                    )
                     .values(state=TaskState.READY)
                     .returning(Task.id)
                 ).all()
@@ -523,6 +570,189 @@ class Repository:
                 return None
             return self._finish_jobs(s, in_batch, JobState.CANCELLED, "cancelled")
 
+    # -- library batches (frameq batch) --------------------------------------------------
+
+    def open_batch(self, batch_id: str, key: str, source: str, dest: str, recipe: str) -> Batch:
+        """The batch of this key (the same command run before), or a new one as `batch_id`."""
+        with self.sessions.begin() as s:
+            batch = s.scalar(select(Batch).where(Batch.key == key))
+            if batch is None:
+                batch = Batch(id=batch_id, key=key, source=source, dest=dest, recipe=recipe)
+                s.add(batch)
+            batch.updated_at = utcnow()
+        return batch
+
+    def get_batch(self, batch_id: str) -> Batch:
+        with self.sessions() as s:
+            batch = s.get(Batch, batch_id)
+            if batch is None:
+                raise JobNotFound(f"no batch {batch_id!r}")
+            return batch
+
+    def known_items(self, batch_id: str) -> dict[str, Known]:
+        """What the batch recorded of each file on its earlier runs, by relative path."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(
+                    BatchItem.path,
+                    BatchItem.size,
+                    BatchItem.mtime_ns,
+                    BatchItem.sha256,
+                    BatchItem.job_id,
+                    BatchItem.written_size,
+                ).where(BatchItem.batch_id == batch_id)
+            ).all()
+        return {
+            row.path: Known(row.size, row.mtime_ns, row.sha256, row.job_id, row.written_size) for row in rows
+        }
+
+    def jobs_for_keys(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """For each item key, the job that makes it: (id, state). A done one whose output is
+        still stored wins, then one under way, then a failed one; cancelled ones never do."""
+        rank = {JobState.DONE: 0, JobState.RUNNING: 1, JobState.QUEUED: 1, JobState.FAILED: 2}
+        found: dict[str, tuple[int, str, str]] = {}
+        unique = sorted(set(keys))
+        with self.sessions() as s:
+            for start in range(0, len(unique), KEYS_PER_QUERY):
+                rows = s.execute(
+                    select(Job.item_key, Job.id, Job.state, Artifact.id)
+                    .outerjoin(Artifact, Artifact.key == Job.output_key)
+                    .where(Job.item_key.in_(unique[start : start + KEYS_PER_QUERY]))
+                    .where(Job.state != JobState.CANCELLED)
+                ).all()
+                for key, job_id, state, output_artifact in rows:
+                    if state == JobState.DONE and output_artifact is None:
+                        continue  # its output expired: made again
+                    candidate = (rank[JobState(state)], job_id, state)
+                    if key not in found or candidate < found[key]:
+                        found[str(key)] = candidate
+        return {key: (job_id, state) for key, (_, job_id, state) in found.items()}
+
+    def create_batch_jobs(self, batch_id: str, jobs: Sequence[BatchJob], items: Sequence[Item]) -> None:
+        """Record new jobs of a batch (their inputs already stored, so their first tasks are
+        ready; one whose input was refused is failed with the reason) and the batch's items,
+        in one transaction."""
+        now = db_now()
+        with self.sessions.begin() as s:
+            for new in jobs:
+                job = Job(
+                    id=new.job_id,
+                    batch_id=batch_id,
+                    recipe=new.recipe,
+                    input_name=new.input_name,
+                    source_key=new.source_key,
+                    params=new.params,
+                    priority=new.priority,
+                    item_key=new.item_key,
+                    state=JobState.QUEUED if new.error is None else JobState.FAILED,
+                    error=new.error,
+                    finished_at=None if new.error is None else now,
+                )
+                s.add(job)
+                if new.error is None:
+                    task = _entry_task(job, new.image_output_key)
+                    task.state = TaskState.READY
+                    s.add(task)
+            s.flush()
+            stored = [
+                {
+                    "job_id": n.job_id,
+                    "task_id": None,
+                    "key": n.source_key,
+                    "size_bytes": n.source_size,
+                    "created_at": now,
+                }
+                for n in jobs
+                if n.error is None
+            ]
+            if stored:
+                self._upsert_artifacts(s, stored)
+            self._upsert_items(s, batch_id, items)
+
+    @staticmethod
+    def _upsert_items(s: Session, batch_id: str, items: Sequence[Item]) -> None:
+        dialect_insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        for start in range(0, len(items), KEYS_PER_QUERY // 8):
+            rows = [
+                {
+                    "batch_id": batch_id,
+                    "path": item.file.path,
+                    "dest": item.dest,
+                    "size": item.file.size,
+                    "mtime_ns": item.file.mtime_ns,
+                    "sha256": item.sha256,
+                    "job_id": item.job_id,
+                }
+                for item in items[start : start + KEYS_PER_QUERY // 8]
+            ]
+            statement = dialect_insert(BatchItem).values(rows)
+            new = statement.excluded
+            s.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[BatchItem.batch_id, BatchItem.path],
+                    set_={
+                        "dest": new.dest,
+                        "size": new.size,
+                        "mtime_ns": new.mtime_ns,
+                        "sha256": new.sha256,
+                        # a copy made from another job's output is not this job's
+                        "written_size": case(
+                            (BatchItem.job_id == new.job_id, BatchItem.written_size), else_=None
+                        ),
+                        "job_id": new.job_id,
+                    },
+                )
+            )
+
+    def record_written(self, batch_id: str, written: Sequence[tuple[str, int]]) -> None:
+        """Items whose output was copied to the destination: (path, size of the output)."""
+        if written:
+            with self.sessions.begin() as s:
+                s.connection().execute(
+                    update(BatchItem)
+                    .where(BatchItem.batch_id == batch_id, BatchItem.path == bindparam("b_path"))
+                    .values(written_size=bindparam("b_size")),
+                    [{"b_path": path, "b_size": size} for path, size in written],
+                )
+
+    def batch_report(self, batch_id: str) -> list[BatchRow]:
+        """Every item of the batch with its job, in path order, in one query."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(
+                    BatchItem.path,
+                    BatchItem.dest,
+                    BatchItem.sha256,
+                    BatchItem.written_size,
+                    Job.id,
+                    Job.state,
+                    Job.error,
+                    Job.kind,
+                    Job.frames_total,
+                    Job.output_key,
+                    Job.started_at,
+                    Job.finished_at,
+                )
+                .outerjoin(Job, Job.id == BatchItem.job_id)
+                .where(BatchItem.batch_id == batch_id)
+                .order_by(BatchItem.path)
+            ).all()
+        return [BatchRow(*row) for row in rows]  # type: ignore[call-arg]
+
+    def ready_tasks(self, job_ids: Sequence[str]) -> list[int]:
+        """Ids of these jobs' ready tasks."""
+        with self.sessions() as s:
+            query = select(Task.id).where(Task.job_id.in_(job_ids), Task.state == TaskState.READY)
+            return list(s.scalars(query.order_by(Task.id)).all())
+
+    def running_tasks(self, job_ids: Sequence[str]) -> list[tuple[int, str | None]]:
+        """(id, worker) of these jobs' running tasks."""
+        with self.sessions() as s:
+            query = select(Task.id, Task.worker).where(
+                Task.job_id.in_(job_ids), Task.state == TaskState.RUNNING
+            )
+            return [(task_id, worker) for task_id, worker in s.execute(query).all()]
+
     # -- tasks --------------------------------------------------------------------------
 
     def next_ready(self, job_ids: Sequence[str] | None = None) -> int | None:
@@ -579,7 +809,7 @@ class Repository:
                         Job.created_at < db_now(-older_than_s),
                         Job.id.in_(
                             select(Task.job_id).where(
-                                Task.stage == PLAN_STAGE, Task.state == TaskState.WAITING
+                                Task.stage.in_(ENTRY_STAGES), Task.state == TaskState.WAITING
                             )
                         ),
                     )
@@ -654,25 +884,113 @@ class Repository:
             task = s.scalars(
                 update(Task)
                 .where(Task.id == task_id, Task.state == TaskState.READY)
-                .values(
-                    state=TaskState.RUNNING,
-                    worker=worker,
-                    attempts=Task.attempts + 1,
-                    lease_until=db_now(lease_s),
-                    started_at=now,
-                    frames_done=0,
-                    error=None,
-                )
+                .values(_taken_by(worker, lease_s, now))
                 .returning(Task)
             ).one_or_none()
             if task is None:
                 return None
-            s.execute(  # the job starts with its first task
-                update(Job)
-                .where(Job.id == task.job_id, Job.state == JobState.QUEUED)
-                .values(state=JobState.RUNNING, started_at=now)
-            )
+            _start_jobs(s, [task.job_id], now)
             return task
+
+    def claim_images(
+        self, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] | None = None
+    ) -> list[Task]:
+        """Take up to `limit` ready image tasks (highest job priority first, then oldest) for
+        this worker in one transaction: a group of small images shares one claim, one lease
+        and one completion. Rows another worker is taking are skipped, not waited for."""
+        if limit <= 0:
+            return []
+        now = db_now()
+        pick = (
+            select(Task.id)
+            .join(Job, Job.id == Task.job_id)
+            .where(Task.state == TaskState.READY, Task.name == IMAGE_TASK)
+            .order_by(Job.priority.desc(), Task.id)
+            .limit(limit)
+            .with_for_update(of=Task, skip_locked=True)
+        )
+        if job_ids is not None:
+            pick = pick.where(Task.job_id.in_(job_ids))
+        with self.sessions.begin() as s:
+            tasks = list(
+                s.scalars(
+                    update(Task)
+                    .where(Task.id.in_(pick.scalar_subquery()), Task.state == TaskState.READY)
+                    .values(_taken_by(worker, lease_s, now))
+                    .returning(Task)
+                ).all()
+            )
+            _start_jobs(s, [t.job_id for t in tasks], now)
+            return sorted(tasks, key=lambda t: t.id)
+
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        with self.sessions() as s:
+            return {job.id: job for job in s.scalars(select(Job).where(Job.id.in_(job_ids))).all()}
+
+    def heartbeat_many(self, task_ids: Sequence[int], lease_s: float, worker: str) -> set[int]:
+        """Extend the leases of a group's tasks; returns those this worker still holds (the
+        others were cancelled or taken over)."""
+        with self.sessions.begin() as s:
+            return set(
+                s.scalars(
+                    update(Task)
+                    .where(Task.id.in_(task_ids), Task.state == TaskState.RUNNING, Task.worker == worker)
+                    .values(lease_until=db_now(lease_s))
+                    .returning(Task.id)
+                ).all()
+            )
+
+    def complete_images(self, done: Sequence[ImageDone], worker: str) -> list[str]:
+        """Mark a group's finished image tasks done, with their jobs, in one transaction;
+        returns the ids of the jobs it finished (one whose task was meanwhile cancelled or
+        taken over is left as it is). An image task is its job's only task: nothing waits on
+        it, and it writes only the job's outputs, so its job is collected at once."""
+        if not done:
+            return []
+        now = db_now()
+        by_task = {d.task_id: d for d in done}
+        with self.sessions.begin() as s:
+            rows = s.execute(
+                update(Task)
+                .where(
+                    Task.id.in_(by_task),
+                    Task.name == IMAGE_TASK,
+                    Task.state == TaskState.RUNNING,
+                    Task.worker == worker,
+                )
+                .values(
+                    state=TaskState.DONE,
+                    frames_done=Task.frames_total,
+                    read_bytes=0,
+                    finished_at=now,
+                    lease_until=None,
+                )
+                .returning(Task.id, Task.job_id, Task.output_key)
+            ).all()
+            if not rows:
+                return []
+            artifacts = [
+                {"job_id": job_id, "task_id": task_id, "key": key, "size_bytes": size, "created_at": now}
+                for task_id, job_id, output in rows
+                for key, size in [(output, by_task[task_id].size_bytes), *by_task[task_id].also_stored]
+            ]
+            self._upsert_artifacts(s, artifacts)
+            s.connection().execute(
+                update(Job)
+                .where(Job.id == bindparam("b_id"), Job.state == JobState.RUNNING)
+                .values(
+                    state=JobState.DONE,
+                    output_key=bindparam("b_output"),
+                    media=bindparam("b_media", type_=JSON),
+                    finished_at=now,
+                    collected_at=now,
+                ),
+                [
+                    {"b_id": job_id, "b_output": output, "b_media": by_task[task_id].media}
+                    for task_id, job_id, output in rows
+                ],
+            )
+            return [job_id for _, job_id, _ in rows]
 
     def heartbeat(
         self, task_id: int, frames_done: int, lease_s: float = LEASE_S, worker: str | None = None
@@ -763,7 +1081,7 @@ class Repository:
             ]
             # The job ends with its one terminal task, never by counting what is left: two tasks
             # finishing at once could each see the other unfinished.
-            if task.name == ASSEMBLE_TASK:
+            if task.name in TERMINAL_TASKS:
                 s.execute(
                     update(Job)
                     .where(Job.id == task.job_id, Job.state == JobState.RUNNING)
@@ -833,13 +1151,16 @@ class Repository:
     def _record_artifacts(self, s: Session, task: Task, stored: Sequence[tuple[str, int]]) -> None:
         """Record objects the task wrote, in one statement; a rerun that overwrote the same key
         updates its row."""
-        if not stored:
-            return
+        if stored:
+            rows = [
+                {"job_id": task.job_id, "task_id": task.id, "key": k, "size_bytes": n, "created_at": db_now()}
+                for k, n in stored
+            ]
+            self._upsert_artifacts(s, rows)
+
+    @staticmethod
+    def _upsert_artifacts(s: Session, rows: list[dict[str, Any]]) -> None:
         dialect_insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-        rows = [
-            {"job_id": task.job_id, "task_id": task.id, "key": k, "size_bytes": n, "created_at": db_now()}
-            for k, n in stored
-        ]
         statement = dialect_insert(Artifact).values(rows)
         s.execute(
             statement.on_conflict_do_update(
@@ -953,6 +1274,44 @@ class Repository:
             jobs={str(state): int(n) for state, n in jobs},
             webhooks={str(state): int(n) for state, n in webhooks},
         )
+
+
+def _taken_by(worker: str, lease_s: float, now: Any) -> dict[Any, Any]:
+    """What claiming a task sets on its row."""
+    return {
+        Task.state: TaskState.RUNNING,
+        Task.worker: worker,
+        Task.attempts: Task.attempts + 1,
+        Task.lease_until: db_now(lease_s),
+        Task.started_at: now,
+        Task.frames_done: 0,
+        Task.error: None,
+    }
+
+
+def _start_jobs(s: Session, job_ids: Sequence[str], now: Any) -> None:
+    """A job starts with its first task."""
+    if job_ids:
+        s.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.state == JobState.QUEUED)
+            .values(state=JobState.RUNNING, started_at=now)
+        )
+
+
+def _entry_task(job: Job, image_output_key: str | None) -> Task:
+    """A new job's first task, waiting for its input (an image's is known to be one frame)."""
+    if image_output_key is None:
+        return Task(job_id=job.id, stage=PLAN_STAGE, name=PLAN_TASK, queue=queue_for(PLAN_TASK))
+    job.kind, job.frames_total = "image", 1
+    return Task(
+        job_id=job.id,
+        stage=IMAGE_STAGE,
+        name=IMAGE_TASK,
+        queue=queue_for(IMAGE_TASK),
+        output_key=image_output_key,
+        frames_total=1,
+    )
 
 
 def _idempotency_clash(exc: IntegrityError) -> bool:

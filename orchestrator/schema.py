@@ -69,6 +69,9 @@ class Job(Base):
     webhook_url: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of what the key was sent with
+    # What the job computes: sha256 of its input's content with its recipe and parameters.
+    # Two jobs of one key make the same output, so a library batch runs each key once.
+    item_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Task(Base):
@@ -191,3 +194,36 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)  # None: no answer (refused, timed out)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Batch(Base):
+    """A library run by `frameq batch`: one source tree through one recipe into one destination.
+    Its key is what identifies "the same command again", which resumes it."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of source, dest, recipe, params
+    source: Mapped[str] = mapped_column(Text)
+    dest: Mapped[str] = mapped_column(Text)
+    recipe: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)  # its last run
+
+
+class BatchItem(Base):
+    """One file of a batch's source and the job that makes its output. Identical files (the
+    same item key) share one job; a file that changed gets a new one."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (UniqueConstraint("batch_id", "path", name="uq_batch_items_path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)  # relative to the source, with "/"
+    dest: Mapped[str] = mapped_column(Text)  # the output's path relative to the destination
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)  # with the size: unchanged files are not hashed again
+    sha256: Mapped[str] = mapped_column(String(64))  # of the file's content
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    written_size: Mapped[int | None] = mapped_column(BigInteger)  # its output, once copied to dest

@@ -9,13 +9,13 @@ from typing import Any
 
 from orchestrator.background import background_key
 from orchestrator.errors import InputError, RecipeError, StoreRefused, TransientError
-from orchestrator.inputs import check_file
+from orchestrator.inputs import check_file, kind_of
 from orchestrator.params import JobParams
 from orchestrator.recipes import Recipe, get_recipe
 from orchestrator.repository import Origin, Repository
 from orchestrator.schema import Job
 from orchestrator.settings import Settings
-from orchestrator.store import Store, source_key
+from orchestrator.store import Store, output_key, source_key
 from orchestrator.styles import NO_STYLE_ASKED, StyleChoice, parse_style, style_key
 
 
@@ -61,6 +61,33 @@ def _style(recipe: Recipe, choice: StyleChoice) -> StyleChoice:
     return choice
 
 
+def check_request(
+    recipe: str, background: dict[str, Any] | None, style: StyleChoice, also_outputs: tuple[str, ...]
+) -> StyleChoice:
+    """The caller's mistakes, before any job is recorded: a recipe's background and outputs as
+    it takes them. Returns the style the job paints with."""
+    spec = get_recipe(recipe)
+    if spec.background == "required" and background is None:
+        raise RecipeError(
+            f"recipe {recipe} needs --background: a colour (#RRGGBB, R,G,B, a name) or an image or video"
+        )
+    if spec.background == "none" and background is not None:
+        raise RecipeError(f"recipe {recipe} takes no --background")
+    if background is not None:
+        kind = "colour" if "colour" in background else background["kind"]
+        if kind not in spec.background_kinds:
+            raise RecipeError(
+                f"recipe {recipe}: --background must be {' or '.join(spec.background_kinds)}, not {kind}"
+            )
+    style = _style(spec, style)
+    for stage in also_outputs:
+        if stage == spec.output:
+            raise RecipeError(f"recipe {recipe}: the {stage} is its output already")
+        if not spec.has_stage(stage):
+            raise RecipeError(f"recipe {recipe} has no {stage} stage to write as well")
+    return style
+
+
 def submit(
     repo: Repository,
     store: Store,
@@ -89,26 +116,7 @@ def submit(
     interrupted while this runs. `name` is how errors name the input (an upload's own file
     name rather than where it was spooled); `origin`, who submitted it over HTTP.
     """
-    spec = get_recipe(recipe)
-    # The caller's mistakes, no job.
-    if spec.background == "required" and background is None:
-        raise RecipeError(
-            f"recipe {recipe} needs --background: a colour (#RRGGBB, R,G,B, a name) or an image or video"
-        )
-    if spec.background == "none" and background is not None:
-        raise RecipeError(f"recipe {recipe} takes no --background")
-    if background is not None:
-        kind = "colour" if "colour" in background else background["kind"]
-        if kind not in spec.background_kinds:
-            raise RecipeError(
-                f"recipe {recipe}: --background must be {' or '.join(spec.background_kinds)}, not {kind}"
-            )
-    style = _style(spec, style)
-    for stage in also_outputs:
-        if stage == spec.output:
-            raise RecipeError(f"recipe {recipe}: the {stage} is its output already")
-        if not spec.has_stage(stage):
-            raise RecipeError(f"recipe {recipe} has no {stage} stage to write as well")
+    style = check_request(recipe, background, style, also_outputs)
     job_id = job_id or new_id()
     stored_background = dict(background or {})
     if "path" in stored_background:
@@ -129,6 +137,7 @@ def submit(
         batch_id=batch_id,
         origin=origin,
         params=job_params(settings, output_suffix, stored_background or None, also_outputs, style).to_json(),
+        image_output_key=output_key(job_id, output_suffix.lstrip(".")) if kind_of(path) == "image" else None,
     )
     try:
         check_file(path, name)  # an unknown suffix is probed as video: the probe says what it is

@@ -5,6 +5,11 @@ task row, Celery's routes and task registrations, the handler a worker calls, an
 A new task type is one `TaskType(...)` line here plus its handler function in `workers/tasks/`.
 Handlers are named as "module:function" strings so the orchestrator never imports worker code
 (nor torch); a worker resolves only the handlers of the task types it runs.
+
+Most task types are per-frame stages (`per_frame`): their handler makes the function a batch of
+frames goes through (workers/frames.py `Frames`), and one frame loop runs it over a video
+segment, or an image. `image.run` runs a whole recipe's stages on one image in memory with those
+same functions: an image pays no plan, no assemble and no intermediates.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class TaskType:
     gpu: bool = False  # runs a model: faster on a GPU worker (CPU works too)
     produces: str = "rgb"  # what its frames hold (rgb, rgba, grey): the planner picks the format
     model_files: bool = False  # needs the pretrained files of `frameq models pull`
+    per_frame: bool = True  # its handler makes a frame function (see above), not a Result
 
 
 TASK_TYPES: dict[str, TaskType] = {
@@ -33,12 +39,23 @@ TASK_TYPES: dict[str, TaskType] = {
             "media",
             "workers.tasks.plan:plan",
             "probe the input, cut segments at keyframes and slices of the source, expand the task graph",
+            per_frame=False,
         ),
         TaskType(
             "media.assemble",
             "media",
             "workers.tasks.assemble:assemble",
             "join the output segments, copy the source audio, write the outputs",
+            per_frame=False,
+        ),
+        TaskType(
+            "image.run",
+            "image",
+            "workers.tasks.image:run",
+            "an image through every stage of its recipe in memory, written in its output format",
+            gpu=True,
+            model_files=True,
+            per_frame=False,
         ),
         TaskType(
             "style.frames",

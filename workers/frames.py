@@ -1,6 +1,7 @@
 """The frame loop every per-frame stage shares: decode a segment, map batches, encode.
 
-A stage supplies only `fn`, from a `Batch` to the batch of frames it makes. A batch holds the
+A stage's handler supplies only `Frames`: `fn`, from a `Batch` to the batch of frames it makes,
+and the warm-up it wants. A batch holds the
 source's RGB frames (when the stage reads the source) and the frames of each earlier stage it
 needs, in the order its recipe lists them, aligned frame for frame with the source: a portrait
 composite gets the source, the matte and the styled frames together. A stage with state across
@@ -42,6 +43,29 @@ class Batch:
 
 
 FrameFn = Callable[[Batch], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Frames:
+    """What a per-frame stage's handler makes: the function its batches go through, and how
+    many frames of the previous segment warm its state up (0: it keeps none)."""
+
+    fn: FrameFn
+    warmup: int = 0
+
+
+# A per-frame stage's handler: its `Frames`, set up for this task. What it opens (a background
+# video, a style file) it enters on `stack`, which stays open while the frames are made.
+FramesHandler = Callable[[TaskContext, ExitStack], Frames]
+
+
+def run_stage(ctx: TaskContext, handler: FramesHandler) -> Result:
+    """A per-frame stage's task: its frames over this task's segment, or image."""
+    with ExitStack() as stack:
+        frames = handler(ctx, stack)
+        return map_frames(ctx, frames.fn, frames.warmup)
+
+
 # One decoded frame of every stream a stage reads: (pts, source rgb or None, inputs' frames).
 _Row = tuple[int, np.ndarray | None, list[np.ndarray]]
 

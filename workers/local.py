@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -25,9 +27,35 @@ DATABASE_BACKOFF = RetryPolicy(base_s=0.5, cap_s=30.0)
 def run_jobs(runtime: Runtime, job_ids: Sequence[str]) -> None:
     """Run ready tasks of these jobs until none is left (every job done or failed)."""
     while (task_id := runtime.repo.next_ready(job_ids)) is not None:
-        outcome = execute(runtime, task_id)
+        outcome = execute(runtime, task_id, job_ids)
         if outcome.retry_in_s is not None:
             time.sleep(outcome.retry_in_s)  # a transient failure: back off, then go on
+
+
+def reclaim_orphans(runtime: Runtime, job_ids: Sequence[str], *, mine: bool = False) -> int:
+    """Make these jobs' tasks held by a process of this machine that is gone (a frameq killed
+    by kill -9) ready again now, rather than once their lease runs out; with `mine`, this
+    process's own too (it stops: an interrupt). Embedded mode only, where every worker is a
+    local process. Returns how many."""
+    host = socket.gethostname()
+    released = 0
+    for task_id, worker in runtime.repo.running_tasks(job_ids):
+        name, _, pid = (worker or "").rpartition(":")
+        if name != host or not pid.isdigit():
+            continue
+        if (mine and worker == runtime.name) or not _alive(int(pid)):
+            released += runtime.repo.release(task_id, "its worker stopped", worker)
+    return released
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class Stop(Protocol):

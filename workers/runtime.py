@@ -12,9 +12,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
@@ -22,8 +23,8 @@ from orchestrator.db import make_engine, make_sessions, upgrade
 from orchestrator.errors import Cancelled, ConfigError, InputError, StoreRefused, TransientError
 from orchestrator.formats import Format
 from orchestrator.params import JobParams
-from orchestrator.recipes import ASSEMBLE_TASK
-from orchestrator.repository import Expansion, Repository
+from orchestrator.recipes import IMAGE_TASK, TERMINAL_TASKS
+from orchestrator.repository import Expansion, ImageDone, Repository
 from orchestrator.retention import collect_finished
 from orchestrator.retry import RetryPolicy
 from orchestrator.schema import Job, Task
@@ -78,27 +79,47 @@ def _log_to_file(settings: Settings) -> None:
     root.propagate = False
 
 
-class LeaseKeeper:
-    """Renews a running task's lease in the background, about every second, with the frames
-    done so far: long steps that report no frames (downloads, assembly) keep their lease, and
-    the lease lapses only when the process dies. A refused renewal means the job was cancelled
-    or another worker has the task: `lost` is set and the handler stops at its next report."""
+@dataclass
+class TaskLease:
+    """One task's side of a lease keeper: the frames it has done, and whether it must stop."""
 
-    def __init__(self, repo: Repository, task_id: int, worker: str, lease_s: float) -> None:
-        self.repo, self.task_id, self.worker, self.lease_s = repo, task_id, worker, lease_s
-        self.frames_done = 0
-        self.lost = threading.Event()
+    frames_done: int = 0
+    lost: threading.Event = field(default_factory=threading.Event)
+
+
+class LeaseKeeper:
+    """Renews running tasks' leases in the background, about every second (one task's with its
+    frames done so far): long steps that report no frames (downloads, assembly) keep their
+    lease, and a lease lapses only when the process dies. A refused renewal means the job was
+    cancelled or another worker has the task: its `lost` is set and its handler stops at its next
+    report. A group of images shares one keeper, and one statement a renewal."""
+
+    def __init__(self, repo: Repository, task_ids: list[int], worker: str, lease_s: float) -> None:
+        self.repo, self.worker, self.lease_s = repo, worker, lease_s
+        self.leases = {task_id: TaskLease() for task_id in task_ids}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="frameq-lease", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(min(HEARTBEAT_S, self.lease_s / 4)):
             try:
-                if not self.repo.heartbeat(self.task_id, self.frames_done, self.lease_s, self.worker):
-                    self.lost.set()
+                if not self._renew():
                     return
             except Exception as exc:  # the database is away for a moment: the lease has slack
-                log.warning("lease renewal of task %s failed: %s", self.task_id, exc)
+                log.warning("lease renewal of task(s) %s failed: %s", sorted(self.leases), exc)
+
+    def _renew(self) -> bool:
+        """Renew the leases still held; False once none is."""
+        held = [task_id for task_id, lease in self.leases.items() if not lease.lost.is_set()]
+        if len(self.leases) == 1:
+            (task_id, lease), *_ = self.leases.items()
+            renewed = self.repo.heartbeat(task_id, lease.frames_done, self.lease_s, self.worker)
+            kept = {task_id} if renewed else set()
+        else:
+            kept = self.repo.heartbeat_many(held, self.lease_s, self.worker)
+        for task_id in set(held) - kept:
+            self.leases[task_id].lost.set()
+        return bool(kept)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
@@ -114,7 +135,7 @@ class TaskContext:
     runtime: Runtime
     task: Task
     job: Job
-    lease: LeaseKeeper
+    lease: TaskLease
 
     @property
     def store(self) -> Store:
@@ -157,11 +178,23 @@ Handler = Callable[[TaskContext], Result]
 
 
 @cache
-def handler_for(task_name: str) -> Handler:
-    """The task type's handler, imported on first use: a worker imports (and loads models for)
-    only the task types it runs."""
-    module, _, function = task_type(task_name).handler.partition(":")
+def resolve(handler: str) -> Callable[..., Any]:
+    """A "module:function" of the task-type registry, imported on first use: a worker imports
+    (and loads models for) only the task types it runs."""
+    module, _, function = handler.partition(":")
     return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+
+
+@cache
+def handler_for(task_name: str) -> Handler:
+    """What runs a task of this type: a per-frame stage's handler inside the frame loop."""
+    kind = task_type(task_name)
+    handler = resolve(kind.handler)
+    if not kind.per_frame:
+        return handler  # type: ignore[no-any-return]
+    from workers.frames import run_stage  # the frame loop imports this module
+
+    return lambda ctx: run_stage(ctx, handler)
 
 
 @dataclass(frozen=True)
@@ -172,17 +205,70 @@ class Outcome:
     retry_in_s: float | None = None
 
 
-def execute(runtime: Runtime, task_id: int) -> Outcome:
-    """Run one task if it can be claimed, and record how it ended."""
+# Small images claimed, run and recorded together: a group shares one claim, one lease and
+# one completion. A high-priority job submitted meanwhile waits at most one group.
+IMAGE_GROUP = 16
+
+
+def execute(runtime: Runtime, task_id: int, job_ids: Sequence[str] | None = None) -> Outcome:
+    """Run one task if it can be claimed, and record how it ended. An image task takes more
+    ready image tasks (of `job_ids`, if given) with it, up to IMAGE_GROUP."""
     repo = runtime.repo
     task = repo.claim(task_id, runtime.name, runtime.settings.lease_s)
     if task is None:
         return Outcome()  # another worker has it, or it is already finished
+    if task.name == IMAGE_TASK:
+        more = repo.claim_images(runtime.name, runtime.settings.lease_s, IMAGE_GROUP - 1, job_ids)
+        return _execute_images(runtime, [task, *more])
     job = repo.get_job(task.job_id)
     started, read_before = time.perf_counter(), runtime.store.bytes_read
+    with LeaseKeeper(repo, [task.id], runtime.name, runtime.settings.lease_s) as keeper:
+        result = _attempt(runtime, task, job, keeper.leases[task.id])
+    if isinstance(result, Outcome):
+        return result
+    log.info("task %s (%s) done in %.2fs", task.id, task.name, time.perf_counter() - started)
+    ready = repo.complete(
+        task.id,
+        result.size_bytes,
+        result.expansion,
+        worker=runtime.name,
+        also_stored=result.also_stored,
+        read_bytes=runtime.store.bytes_read - read_before,  # tasks of a process run one at a time
+    )
+    if task.name in TERMINAL_TASKS:  # the job is done: what only its stages needed goes
+        _collect(runtime, job.id)
+    return Outcome(ready)
+
+
+def _execute_images(runtime: Runtime, tasks: list[Task]) -> Outcome:
+    """A group of image tasks, one after the other under one lease keeper; the finished ones
+    recorded in one transaction at the end (a failed one is recorded as it fails)."""
+    repo = runtime.repo
+    jobs = repo.get_jobs([t.job_id for t in tasks])
+    started = time.perf_counter()
+    done: list[ImageDone] = []
+    retry_in_s = None
+    with LeaseKeeper(repo, [t.id for t in tasks], runtime.name, runtime.settings.lease_s) as keeper:
+        for task in tasks:
+            lease = keeper.leases[task.id]
+            if lease.lost.is_set():
+                continue  # cancelled while the group ran
+            result = _attempt(runtime, task, jobs[task.job_id], lease)
+            if isinstance(result, Outcome):
+                if task is tasks[0]:  # the one the caller asked for: a retry is its to schedule
+                    retry_in_s = result.retry_in_s
+                continue
+            media = result.expansion.media if result.expansion else {}
+            done.append(ImageDone(task.id, result.size_bytes, media, result.also_stored))
+    repo.complete_images(done, runtime.name)
+    log.info("%s image task(s) done in %.2fs", len(done), time.perf_counter() - started)
+    return Outcome(retry_in_s=retry_in_s)
+
+
+def _attempt(runtime: Runtime, task: Task, job: Job, lease: TaskLease) -> Result | Outcome:
+    """The task's handler; a failure is recorded here, and what it leads to comes back."""
     try:
-        with LeaseKeeper(repo, task.id, runtime.name, runtime.settings.lease_s) as lease:
-            result = handler_for(task.name)(TaskContext(runtime, task, job, lease))
+        return handler_for(task.name)(TaskContext(runtime, task, job, lease))
     except Cancelled:
         log.info("task %s (%s) stopped: job %s cancelled", task.id, task.name, job.id)
         return Outcome()
@@ -200,20 +286,8 @@ def execute(runtime: Runtime, task_id: int) -> Outcome:
     except Exception as exc:
         log.exception("task %s (%s) of job %s crashed", task.id, task.name, job.id)
         error = f"{job.input_name}: internal error in {task.name}: {type(exc).__name__}: {exc}"
-        repo.fail(task.id, error, runtime.name)
+        runtime.repo.fail(task.id, error, runtime.name)
         return Outcome()
-    log.info("task %s (%s) done in %.2fs", task.id, task.name, time.perf_counter() - started)
-    ready = repo.complete(
-        task.id,
-        result.size_bytes,
-        result.expansion,
-        worker=runtime.name,
-        also_stored=result.also_stored,
-        read_bytes=runtime.store.bytes_read - read_before,  # tasks of a process run one at a time
-    )
-    if task.name == ASSEMBLE_TASK:  # the job is done: what only its stages needed goes
-        _collect(runtime, job.id)
-    return Outcome(ready)
 
 
 def _collect(runtime: Runtime, job_id: str) -> None:

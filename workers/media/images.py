@@ -45,6 +45,17 @@ def write_rgb(rgb: np.ndarray, path: Path, suffix: str | None = None) -> None:
 def convert_image(src: Path, dst: Path, suffix: str) -> None:
     """Re-save an intermediate PNG in the output format, keeping its alpha where it can."""
     with Image.open(src) as image:
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[suffix.lower()]
-        keep = image if image.mode in ("RGB", "RGBA") and fmt != "JPEG" else image.convert("RGB")
-        keep.save(dst, format=fmt, **SAVE_OPTIONS.get(suffix.lower(), {}))
+        _save_output(image, dst, suffix)
+
+
+def save_output(pixels: np.ndarray, dst: Path, suffix: str) -> None:
+    """A stage's frame as an output file: as convert_image writes its PNG."""
+    _save_output(Image.fromarray(pixels), dst, suffix)
+
+
+def _save_output(image: Image.Image, dst: Path, suffix: str) -> None:
+    """The one rule for image outputs: RGB, or RGBA where the format holds alpha (a grey
+    matte is written as RGB)."""
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[suffix.lower()]
+    keep = image if image.mode in ("RGB", "RGBA") and fmt != "JPEG" else image.convert("RGB")
+    keep.save(dst, format=fmt, **SAVE_OPTIONS.get(suffix.lower(), {}))

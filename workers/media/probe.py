@@ -73,7 +73,9 @@ def probe_image(path: Path, name: str, max_pixels: int) -> ImageInfo:
         with Image.open(path) as image:
             width, height = image.size
             fmt = image.format or "unknown"
-    except (UnidentifiedImageError, OSError) as exc:
+    except UnidentifiedImageError:  # its message names the stored copy, not the user's file
+        raise InputError(name, "not a readable image (unknown format, or corrupt)") from None
+    except OSError as exc:
         raise InputError(name, f"not a readable image ({exc})") from None
     except Image.DecompressionBombError as exc:
         raise InputError(name, f"image too large ({exc})") from None

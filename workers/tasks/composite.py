@@ -16,9 +16,9 @@ from models.composite import styled_background as styled_background_op
 from models.composite import styled_people as styled_people_op
 from models.device import pick_device, to_tensor, to_uint8
 from models.posterise import stencil as stencil_op
-from workers.frames import Batch, map_frames
+from workers.frames import Batch, Frames
 from workers.media.background import Background
-from workers.runtime import Result, TaskContext
+from workers.runtime import TaskContext
 
 
 @cache
@@ -26,7 +26,7 @@ def _device(name: str) -> torch.device:
     return pick_device(name)
 
 
-def bg_blur(ctx: TaskContext) -> Result:
+def bg_blur(ctx: TaskContext, stack: ExitStack) -> Frames:
     device = _device(ctx.settings.device)
 
     @torch.inference_mode()
@@ -34,34 +34,33 @@ def bg_blur(ctx: TaskContext) -> Result:
         (mattes,) = batch.inputs
         return to_uint8(blur_background(to_tensor(batch.source, device), to_tensor(mattes, device)))
 
-    return map_frames(ctx, fn)
+    return Frames(fn)
 
 
-def cutout(ctx: TaskContext) -> Result:
+def cutout(ctx: TaskContext, stack: ExitStack) -> Frames:
     """The frame with the matte as its alpha channel (RGBA out)."""
 
     def fn(batch: Batch) -> list:
         (mattes,) = batch.inputs
         return [np.dstack([rgb, matte]) for rgb, matte in zip(batch.source, mattes, strict=True)]
 
-    return map_frames(ctx, fn)
+    return Frames(fn)
 
 
-def bg_replace(ctx: TaskContext) -> Result:
+def bg_replace(ctx: TaskContext, stack: ExitStack) -> Frames:
     """People over a colour, an image, or a video (looped, by each frame's own time)."""
     device = _device(ctx.settings.device)
-    with ExitStack() as stack:
-        backdrop = _backdrop(ctx, stack)
+    backdrop = _backdrop(ctx, stack)
 
-        @torch.inference_mode()
-        def fn(batch: Batch) -> list:
-            (mattes,) = batch.inputs
-            alpha = to_tensor(mattes, device)
-            fg = to_tensor(batch.source, device)
-            bg = to_tensor(backdrop(batch), device)
-            return to_uint8(alpha * fg + (1 - alpha) * bg)
+    @torch.inference_mode()
+    def fn(batch: Batch) -> list:
+        (mattes,) = batch.inputs
+        alpha = to_tensor(mattes, device)
+        fg = to_tensor(batch.source, device)
+        bg = to_tensor(backdrop(batch), device)
+        return to_uint8(alpha * fg + (1 - alpha) * bg)
 
-        return map_frames(ctx, fn)
+    return Frames(fn)
 
 
 def _backdrop(ctx: TaskContext, stack: ExitStack) -> Callable[[Batch], list[np.ndarray]]:
@@ -83,12 +82,12 @@ def _backdrop(ctx: TaskContext, stack: ExitStack) -> Callable[[Batch], list[np.n
     return frames
 
 
-def styled_people(ctx: TaskContext) -> Result:
+def styled_people(ctx: TaskContext, stack: ExitStack) -> Frames:
     """portrait-style: the styled people over the original frame."""
     return _with_styled(ctx, styled_people_op)
 
 
-def styled_background(ctx: TaskContext) -> Result:
+def styled_background(ctx: TaskContext, stack: ExitStack) -> Frames:
     """style-background: the original people over the styled frame."""
     return _with_styled(ctx, styled_background_op)
 
@@ -96,7 +95,7 @@ def styled_background(ctx: TaskContext) -> Result:
 Composite = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _with_styled(ctx: TaskContext, op: Composite) -> Result:
+def _with_styled(ctx: TaskContext, op: Composite) -> Frames:
     """Source, matte and styled frames into `op(frames, styled, alpha)`."""
     device = _device(ctx.settings.device)
 
@@ -106,10 +105,10 @@ def _with_styled(ctx: TaskContext, op: Composite) -> Result:
         frames, alpha = to_tensor(batch.source, device), to_tensor(mattes, device)
         return to_uint8(op(frames, to_tensor(styled, device), alpha))
 
-    return map_frames(ctx, fn)
+    return Frames(fn)
 
 
-def stencil(ctx: TaskContext) -> Result:
+def stencil(ctx: TaskContext, stack: ExitStack) -> Frames:
     """The people as flat tones on paper, or on the --background colour."""
     device = _device(ctx.settings.device)
     spec = ctx.params.background or {}
@@ -125,19 +124,18 @@ def stencil(ctx: TaskContext) -> Result:
             out = stencil_op(frames, alpha)
         return to_uint8(out)
 
-    return map_frames(ctx, fn)
+    return Frames(fn)
 
 
-def double_exposure(ctx: TaskContext) -> Result:
+def double_exposure(ctx: TaskContext, stack: ExitStack) -> Frames:
     """The people's silhouette filled with the --background image or video (looped)."""
     device = _device(ctx.settings.device)
-    with ExitStack() as stack:
-        second = _backdrop(ctx, stack)
+    second = _backdrop(ctx, stack)
 
-        @torch.inference_mode()
-        def fn(batch: Batch) -> list:
-            (mattes,) = batch.inputs
-            frames, alpha = to_tensor(batch.source, device), to_tensor(mattes, device)
-            return to_uint8(double_exposure_op(frames, to_tensor(second(batch), device), alpha))
+    @torch.inference_mode()
+    def fn(batch: Batch) -> list:
+        (mattes,) = batch.inputs
+        frames, alpha = to_tensor(batch.source, device), to_tensor(mattes, device)
+        return to_uint8(double_exposure_op(frames, to_tensor(second(batch), device), alpha))
 
-        return map_frames(ctx, fn)
+    return Frames(fn)

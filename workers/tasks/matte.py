@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from functools import cache
 
 import torch
@@ -10,8 +11,8 @@ from models.device import compute_dtype, pick_device, to_tensor
 from models.person import MatteState, PersonMatter, alpha_to_uint8
 from models.weights import ModelMissingError
 from orchestrator.errors import ConfigError
-from workers.frames import Batch, map_frames
-from workers.runtime import Result, TaskContext
+from workers.frames import Batch, Frames
+from workers.runtime import TaskContext
 
 # Frames of the previous segment matted first (outputs dropped) so the temporal state is
 # warm at the segment's first frame: no seam where two workers' segments meet.
@@ -28,7 +29,7 @@ def _matter(device_name: str, landmark: str) -> PersonMatter:
         raise ConfigError(str(exc)) from None
 
 
-def person(ctx: TaskContext) -> Result:
+def person(ctx: TaskContext, stack: ExitStack) -> Frames:
     # The network is the job's choice, so every worker of one job mattes alike.
     matter = _matter(ctx.settings.device, ctx.params.matte_model)
     state = MatteState() if ctx.job.kind == "video" else None
@@ -37,4 +38,4 @@ def person(ctx: TaskContext) -> Result:
     def fn(batch: Batch) -> list:
         return list(alpha_to_uint8(matter(to_tensor(batch.source, matter.device), state)))
 
-    return map_frames(ctx, fn, warmup=WARMUP_FRAMES)
+    return Frames(fn, warmup=WARMUP_FRAMES)

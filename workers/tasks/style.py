@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,9 @@ from models.temporal import WARMUP_FRAMES, Stabiliser
 from models.transformer_net import CheckpointError
 from orchestrator.errors import InputError
 from orchestrator.styles import DEFAULT_SIZES
-from workers.frames import Batch, map_frames
+from workers.frames import Batch, Frames
 from workers.media.images import read_rgb
-from workers.runtime import Result, TaskContext
+from workers.runtime import TaskContext
 
 
 @cache
@@ -24,7 +25,7 @@ def _device(name: str) -> torch.device:
     return pick_device(name)
 
 
-def frames(ctx: TaskContext) -> Result:
+def frames(ctx: TaskContext, stack: ExitStack) -> Frames:
     device = _device(ctx.settings.device)
     styler = _styler(ctx, device)
     stabiliser = Stabiliser() if ctx.params.stabilise and ctx.job.kind == "video" else None
@@ -38,7 +39,7 @@ def frames(ctx: TaskContext) -> Result:
 
     # The previous segment's last frames go through first (outputs dropped), so the stabiliser's
     # state where this segment starts is close to what one unsplit pass would carry.
-    return map_frames(ctx, fn, warmup=WARMUP_FRAMES if stabiliser is not None else 0)
+    return Frames(fn, warmup=WARMUP_FRAMES if stabiliser is not None else 0)
 
 
 def _styler(ctx: TaskContext, device: torch.device) -> styles.Styler:

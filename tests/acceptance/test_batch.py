@@ -1,0 +1,189 @@
+"""`frameq batch`: a library of real images (and a video) through a recipe, resumable and
+incremental, checked by its output files, its manifest and `frameq batch status`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, run_cli
+from tests.media import decode, make_video
+
+DAVIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis-dev" / "images"
+
+
+def real_images(folder: Path, count: int, size: tuple[int, int] = (96, 64), start: int = 0) -> list[Path]:
+    """Small crops of real DAVIS frames (distinct content each), spread over subfolders."""
+    frames = sorted(DAVIS.glob("*/*.jpg"))
+    if not frames:
+        pytest.fail(f"the DAVIS development set is required: {DAVIS} is missing")
+    made = []
+    for i in range(start, start + count):
+        with Image.open(frames[(i * 7) % len(frames)]) as image:
+            x = (i * 37) % (image.width - size[0])
+            crop = image.convert("RGB").crop((x, 40, x + size[0], 40 + size[1]))
+        path = folder / f"set{i % 3}" / f"img{i:04d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        crop.save(path, quality=92)
+        made.append(path)
+    return made
+
+
+def manifest(dest: Path) -> dict[str, dict]:
+    lines = (dest / "manifest.jsonl").read_text().splitlines()
+    return {record["path"]: record for record in map(json.loads, lines)}
+
+
+def jobs_table(env: dict[str, str]) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(Path(env["FRAMEQ_HOME"]) / "frameq.db") as db:
+        return db.execute("SELECT id, state, item_key FROM jobs ORDER BY id").fetchall()
+
+
+def batch_id(stdout: str) -> str:
+    return next(line.split()[1].rstrip(":") for line in stdout.splitlines() if line.startswith("batch "))
+
+
+def test_a_library_mirrors_into_dest_with_a_manifest_and_a_bad_item_fails_alone(
+    tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    # Given a library of real images in subfolders, a video, a copy of one image and a corrupt file
+    lib, dest = tmp_path / "library", tmp_path / "out"
+    images = real_images(lib, 12)
+    (lib / "copies").mkdir()
+    (lib / "copies" / "same.jpg").write_bytes(images[0].read_bytes())
+    (lib / "clips").mkdir()
+    make_video(lib / "clips" / "clip.mp4", frames=12)
+    (lib / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (lib / "notes.txt").write_text("not media")
+    # When the library goes through the cartoon recipe
+    result = run_cli(frameq_env, "batch", str(lib), "-r", "cartoon", "-o", str(dest))
+    # Then the bad file fails alone, named with its reason; every other item is written
+    assert result.returncode == 1, result.stderr
+    assert "failed broken.png:" in result.stderr and "not a readable image" in result.stderr
+    for src in [*images, lib / "copies" / "same.jpg"]:
+        out = dest / src.relative_to(lib)
+        with Image.open(src) as a, Image.open(out) as b:
+            assert b.size == a.size and b.format == "JPEG"
+            diff = np.abs(np.asarray(a.convert("RGB"), float) - np.asarray(b.convert("RGB"), float)).mean()
+            assert diff > 3  # restyled, not copied
+    assert len(decode(dest / "clips" / "clip.mp4").frames) == 12
+    assert not (dest / "notes.txt").exists()
+    # And the identical files were processed once, by one job
+    records = manifest(dest)
+    assert len(records) == 15
+    assert records["copies/same.jpg"]["job"] == records[images[0].relative_to(lib).as_posix()]["job"]
+    assert records["broken.png"]["state"] == "failed" and records["broken.png"]["output"] is None
+    assert sum(r["state"] == "done" for r in records.values()) == 14
+    assert len(jobs_table(frameq_env)) == 14  # 12 images + video + broken; the copy shares a job
+    # And `frameq batch status` says the same
+    listing = tmp_path / "m.jsonl"
+    status = run_cli(
+        frameq_env, "batch", "status", batch_id(result.stdout), "--manifest", str(tmp_path / "m.jsonl")
+    )
+    assert status.returncode == 0, status.stderr
+    assert "15 items: 14 done, 1 failed" in status.stdout
+    assert "failed broken.png" in status.stderr
+    assert len(listing.read_text().splitlines()) == 15
+
+
+def test_a_rerun_does_nothing_again_and_a_grown_library_only_what_is_new(
+    tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    lib, dest = tmp_path / "library", tmp_path / "out"
+    images = real_images(lib, 10)
+    first = run_cli(frameq_env, "batch", str(lib), "-r", "cartoon", "-o", str(dest))
+    assert first.returncode == 0, first.stderr
+    jobs = jobs_table(frameq_env)
+    written = {p: p.stat().st_mtime_ns for p in dest.rglob("*.jpg")}
+    # When the same command runs again over the unchanged library
+    again = run_cli(frameq_env, "batch", str(lib), "-r", "cartoon", "-o", str(dest))
+    # Then nothing is processed or copied again
+    assert again.returncode == 0, again.stderr
+    assert "this run: 0 job(s)" in again.stdout
+    assert jobs_table(frameq_env) == jobs
+    assert {p: p.stat().st_mtime_ns for p in dest.rglob("*.jpg")} == written
+    # When the library grows by two images and one image changes
+    added = real_images(lib, 2, start=50)
+    real_images(lib, 1, size=(80, 64), start=90)[0].replace(images[3])
+    grown = run_cli(frameq_env, "batch", str(lib), "-r", "cartoon", "-o", str(dest))
+    # Then exactly those three are processed
+    assert grown.returncode == 0, grown.stderr
+    assert "this run: 3 job(s)" in grown.stdout
+    assert len(jobs_table(frameq_env)) == len(jobs) + 3
+    with Image.open(dest / images[3].relative_to(lib)) as changed:
+        assert changed.size == (80, 64)
+    assert all((dest / p.relative_to(lib)).exists() for p in added)
+    # And another recipe over the same library is a batch of its own, all new
+    other = run_cli(frameq_env, "batch", str(lib), "-r", "matte", "-o", str(tmp_path / "mattes"))
+    assert other.returncode == 0, other.stderr
+    assert "this run: 12 job(s)" in other.stdout
+
+
+def test_dry_run_and_filters(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    lib, dest = tmp_path / "library", tmp_path / "out"
+    real_images(lib, 6)
+    result = run_cli(
+        frameq_env, "batch", str(lib), "-o", str(dest), "--dry-run", "--include", "set1/*", "--ext", "jpg"
+    )
+    assert result.returncode == 0, result.stderr
+    listed = [line for line in result.stdout.splitlines() if line.startswith("would process")]
+    assert listed == [
+        "would process set1/img0001.jpg -> set1/img0001.jpg",
+        "would process set1/img0004.jpg -> set1/img0004.jpg",
+    ]
+    assert not dest.exists() or not any(dest.iterdir())
+    assert jobs_table(frameq_env) == []
+    refused = run_cli(frameq_env, "batch", str(lib), "-o", str(dest), "--ext", "txt")
+    assert refused.returncode == 1 and "--ext: .txt not media" in refused.stderr
+
+
+def done_jobs(env: dict[str, str]) -> int:
+    try:
+        return sum(state == "done" for _, state, _ in jobs_table(env))
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_an_interrupted_batch_goes_on_where_it_stopped(
+    tmp_path: Path, frameq_env: dict[str, str], how: signal.Signals
+) -> None:
+    # Given a batch stopped (kill -9, or Ctrl-C) once a few of its items are done
+    lib, dest = tmp_path / "library", tmp_path / "out"
+    images = real_images(lib, 40, size=(160, 120))
+    command = [sys.executable, "-m", "frameq", "batch", str(lib), "-r", "bg-blur", "-o", str(dest)]
+    proc = subprocess.Popen(
+        command, env=frameq_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while done_jobs(frameq_env) < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    os.kill(proc.pid, how)
+    _, stderr = proc.communicate(timeout=120)
+    if how == signal.SIGINT:
+        assert proc.returncode == 130, stderr
+        assert "run the same command again" in stderr
+    stopped_at = done_jobs(frameq_env)
+    assert stopped_at < 40
+    # When the same command runs again
+    result = run_cli(frameq_env, "batch", str(lib), "-r", "bg-blur", "-o", str(dest))
+    # Then every item ends done, each by exactly one job, and none was done twice
+    assert result.returncode == 0, result.stderr
+    jobs = jobs_table(frameq_env)
+    assert len(jobs) == 40 and all(state == "done" for _, state, _ in jobs)
+    assert len({key for _, _, key in jobs}) == 40
+    assert f"this run: {40 - stopped_at} job(s)" in result.stdout
+    assert all((dest / p.relative_to(lib)).exists() for p in images)
+    assert sum(r["state"] == "done" for r in manifest(dest).values()) == 40
