@@ -18,20 +18,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from models.arbitrary import ArbitraryStyle, StylePredictor
 from models.cartoon import cartoon
 from models.colour import luma
 from models.device import compute_dtype
 from models.kuwahara import kuwahara
-from models.multistyle import N_STYLES, MultiStyle
 from models.posterise import posterise
 from models.sketch import pencil
 from models.transformer_net import TransformerNet
 from models.weights import model_path
+
+if TYPE_CHECKING:  # the networks' modules read ONNX files (the onnx package takes seconds to
+    # import): imported when a network style is first asked for, not for the built-in filters
+    from models.arbitrary import ArbitraryStyle, StylePredictor
+    from models.multistyle import MultiStyle
 
 Frames = Callable[[torch.Tensor], torch.Tensor]
 
@@ -87,6 +91,8 @@ def with_luma(rgb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def multistyle(weights: list[list[float]], device: torch.device, options: Options) -> Styler:
     """A pretrained style by index, or a blend: [[index, weight], ...], weights summing to 1."""
     net = _multistyle(device)
+    from models.multistyle import N_STYLES
+
     mix = torch.zeros(N_STYLES, device=device, dtype=compute_dtype(device))
     for index, weight in weights:
         mix[int(index)] = weight
@@ -115,11 +121,15 @@ def builtin(name: str, options: Options) -> Styler:
 
 @cache
 def _multistyle(device: torch.device) -> MultiStyle:
+    from models.multistyle import MultiStyle
+
     return MultiStyle.load(model_path("multistyle26.onnx")).to(device, compute_dtype(device)).eval()
 
 
 @cache
 def _arbitrary(device: torch.device) -> tuple[StylePredictor, ArbitraryStyle]:
+    from models.arbitrary import ArbitraryStyle, StylePredictor
+
     dtype = compute_dtype(device)
     predictor = StylePredictor.load(model_path("arbitrary_predict.onnx")).to(device, dtype).eval()
     transform = ArbitraryStyle.load(model_path("arbitrary_transform.onnx")).to(device, dtype).eval()
