@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
+from orchestrator.schema import Job
+from tests.acceptance.cluster import Cluster
 from tests.conftest import ROOT, run_cli
 from tests.media import decode, make_video
 
@@ -187,3 +190,55 @@ def test_an_interrupted_batch_goes_on_where_it_stopped(
     assert f"this run: {40 - stopped_at} job(s)" in result.stdout
     assert all((dest / p.relative_to(lib)).exists() for p in images)
     assert sum(r["state"] == "done" for r in manifest(dest).values()) == 40
+
+
+def test_a_batch_runs_on_the_workers_and_an_interactive_job_is_not_held_behind_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given two image workers and a library batch under way on them
+    lib, dest = tmp_path / "library", tmp_path / "out"
+    images = real_images(lib, 48, size=(200, 150))
+    for _ in range(2):
+        cluster.start_worker("-Q", "image", "-c", "1")
+    wait_ready(cluster, 2)
+    command = [sys.executable, "-m", "frameq", "batch", str(lib), "-r", "bg-blur", "-o", str(dest)]
+    proc = subprocess.Popen(
+        command, env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while not any(j.state == "done" for j in batch_jobs(cluster)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    # When an interactive job is submitted meanwhile
+    urgent = cluster.cli("submit", str(images[5]), "-r", "cartoon", "--priority", "high")
+    cluster.wait_done(urgent)
+    stdout, stderr = proc.communicate(timeout=600)
+    # Then the batch finished on both workers, and the interactive job well before its end
+    assert proc.returncode == 0, stderr
+    assert b"this run: 48 job(s)" in stdout
+    jobs = batch_jobs(cluster)
+    assert len(jobs) == 48 and all(j.state == "done" for j in jobs)
+    workers = {t.worker for j in jobs for t in cluster.repo.tasks(j.id)}
+    assert len(workers) == 2
+    urgent_at = cluster.repo.get_job(urgent).finished_at
+    assert urgent_at is not None
+    after = sum(1 for j in jobs if j.finished_at and j.finished_at > urgent_at)
+    assert after >= 8  # it went ahead of the rest of the backlog
+    assert all((dest / p.relative_to(lib)).exists() for p in images)
+
+
+def wait_ready(cluster: Cluster, workers: int) -> None:
+    """Until every worker's log says it is ready (its pool is up and consuming)."""
+    deadline = time.monotonic() + 120
+    logs = [cluster.tmp / f"worker{i}.log" for i in range(workers)]
+    while not all(b" ready." in log.read_bytes() for log in logs if log.exists()) or not all(
+        log.exists() for log in logs
+    ):
+        assert time.monotonic() < deadline, "workers not ready"
+        time.sleep(0.3)
+
+
+def batch_jobs(cluster: Cluster) -> list[Job]:
+    with cluster.repo.sessions() as s:
+        return list(s.scalars(select(Job).where(Job.batch_id.is_not(None))).all())
