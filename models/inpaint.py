@@ -40,13 +40,21 @@ DILATE_PX = 3  # px: how far the mask grows so the object's edge and halo go wit
 # A soft person matte (uint8 alpha) is removed from this alpha up: the faint halo of hair
 # and motion blur too (dilation takes the rest), not the matte's noise in the background.
 MATTE_THRESHOLD = 32
-WORK_LONG_SIDE = 640  # px: the long side at which inpaint_two_step fills the whole mask
-BAND_PX = 8  # px: the border band inpaint_two_step fills again at full resolution
-# remove(method="auto") takes inpaint_two_step above this long side, plain inpainting up to it
-# (bench/inpaint_quality.py, one core). At 854x480 two-step gains nothing (0.10 against 0.06 s,
-# the same error). At 2-3 MP it is as close to the truth as plain NS (mean error 19.9 against
-# 19.9 over 18 photo-masks) and twice as fast on average, 4-5 times with person-sized masks,
-# whose inside it fills at the working size; thin masks it fills at full size like plain.
+# inpaint_two_step fills the whole mask with the image's long side at WORK_LONG_SIDE, then the
+# BAND_PX band inside the mask's border again at full size. bench/inpaint_quality.py --study
+# at 2-3 MP: 640 and 8 px match plain NS's error (1.00x) at 1.9x its speed; a 4 px band is
+# faster (2.5x) and a little further off (1.01x), 16 px a little closer (0.98x) and slower
+# (1.4x); working long sides of 480 and 960 did no better.
+WORK_LONG_SIDE = 640
+BAND_PX = 8
+# remove(method="auto") takes inpaint_two_step above this long side, plain NS up to it
+# (bench/inpaint_quality.py, one core, a busy machine). At 854x480 two-step gains nothing: the
+# same error (19.8 against 19.9) and time (removing the DAVIS people: 0.02-0.09 s either way).
+# At 2-3 MP it is as close to the truth (19.9 against 19.9 over 18 photo-masks) and 1.6 times
+# as fast on average (0.32 against 0.50 s): 3-6 times with person-sized masks (0.09-0.19
+# against 0.40-0.84 s), whose inside it fills at the working size, about the same with thin
+# ones, which it fills at full size like plain; the DAVIS people at 1080p: 0.09-0.18 against
+# 0.18-0.33 s.
 AUTO_TWO_STEP_LONG_SIDE = 960
 STEP_PX = 4  # px: the width of each ring inpaint_shrinking fills
 # What a pixel becomes when nothing in the image is known (the mask covers everything).
