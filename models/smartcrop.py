@@ -34,9 +34,8 @@ import numpy as np
 import torch
 
 # Scores within this share of the best are ties: among them the window best centred on what it
-# keeps wins. A subject that fits in many positions is then framed in the middle instead of
-# against the edge nearest the image's centre (exact ties would let a soft matte's faint tail
-# decide).
+# holds wins. A subject that fits in many positions is then framed in the middle, not against
+# the edge nearest the image's centre (exact ties would let a soft matte's faint tail decide).
 TIE_SHARE = 0.01
 
 # Shot changes: 1 - the intersection of consecutive frames' colour histograms (8 levels per
@@ -151,37 +150,46 @@ def best_window(
     saliency: np.ndarray | torch.Tensor, width: int, height: int, ratio: Fraction, *, even: bool = False
 ) -> Window:
     """The window of window_size(width, height, ratio, even) over the most saliency; the map
-    [h, w] covers the whole image, at any resolution. Ties (within TIE_SHARE): the window whose
-    centre is nearest the centre of mass of what the best one keeps (the image's centre when
-    the map is empty)."""
+    [h, w] covers the whole image, at any resolution. Ties (within TIE_SHARE of the best): the
+    window best centred on what it holds, then the one nearest the image's centre (so an empty
+    map gives the centre crop)."""
     s = _as_map(saliency)
     w, h = window_size(width, height, ratio, even)
     sums = window_sums(s, width, height, w, h)
     best = float(sums.max())
-    y0, x0 = np.unravel_index(int(sums.argmax()), sums.shape)
-    aim_x, aim_y = _centre_of_mass(s, Window(int(x0), int(y0), w, h), width, height)
     ys, xs = np.nonzero(sums >= best - TIE_SHARE * best)
-    distance = (xs + w / 2 - aim_x) ** 2 + (ys + h / 2 - aim_y) ** 2
-    k = int(distance.argmin())
+    cx, cy = _centres_of_mass(s, xs, ys, w, h, width, height)
+    off_centre = np.hypot(xs + w / 2 - cx, ys + h / 2 - cy)
+    to_middle = np.hypot(xs + w / 2 - width / 2, ys + h / 2 - height / 2)
+    centred = off_centre <= off_centre.min() + 1e-6 * max(width, height)  # rounding aside
+    k = int(np.flatnonzero(centred)[to_middle[centred].argmin()])
     return Window(int(xs[k]), int(ys[k]), w, h)
 
 
-def _centre_of_mass(s: np.ndarray, window: Window, width: int, height: int) -> tuple[float, float]:
-    """In frame pixels, of the map cells whose centres lie in `window` (the window's own centre
-    when they hold nothing)."""
+def _centres_of_mass(
+    s: np.ndarray, xs: np.ndarray, ys: np.ndarray, w: int, h: int, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of mass, in frame pixels, of the saliency inside the w x h windows at (xs, ys)
+    (the image's centre for a window that holds none). Exact for a map constant over each cell:
+    a cell a window cuts counts with the part inside, at that part's middle."""
+
+    def cover(starts: np.ndarray, length: int, cells: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+        edges = np.arange(cells + 1) * side / cells
+        lo = np.clip(edges[None, :-1], starts[:, None], starts[:, None] + length)
+        hi = np.clip(edges[None, 1:], starts[:, None], starts[:, None] + length)
+        return (hi - lo) * cells / side, (lo + hi) / 2  # [windows, cells]: share inside, middle
+
     mh, mw = s.shape
-    cy = (np.arange(mh) + 0.5) * height / mh
-    cx = (np.arange(mw) + 0.5) * width / mw
-    rows = (cy >= window.y) & (cy < window.y + window.h)
-    cols = (cx >= window.x) & (cx < window.x + window.w)
-    inside = s[np.ix_(rows, cols)]
-    total = float(inside.sum())
-    if total <= 0.0:
-        return width / 2, height / 2
-    return (
-        float((inside.sum(0) * cx[cols]).sum() / total),
-        float((inside.sum(1) * cy[rows]).sum() / total),
-    )
+    col_share, col_mid = cover(xs, w, mw, width)
+    row_share, row_mid = cover(ys, h, mh, height)
+    rows = row_share @ s  # [windows, mw]: each window's rows summed, per column
+    cols = (s @ col_share.T).T  # [windows, mh]: each window's columns summed, per row
+    mass = (rows * col_share).sum(1)
+    some = mass > 0
+    safe = np.where(some, mass, 1.0)
+    cx = np.where(some, (rows * col_share * col_mid).sum(1) / safe, width / 2)
+    cy = np.where(some, (cols * row_share * row_mid).sum(1) / safe, height / 2)
+    return cx, cy
 
 
 # --- video ------------------------------------------------------------------------------------
@@ -275,7 +283,7 @@ class CropPathState:
     previous segment (warm_up) does not: where a holding camera holds depends on where it last
     stopped, possibly long before the warm-up; the two paths meet once both have followed the
     subject to a new rest, or at the next shot change. On the DAVIS development videos, with
-    one second of warm-up, the fresh state's windows were up to 30-40 px (9:16) and 60 px (1:1)
+    one second of warm-up, the fresh state's windows were up to 40 px (9:16) and 52 px (1:1)
     off the one-pass path at 854x480 (a visible jump at the seam), so segments run in parallel
     should take their windows from one crop_path over the whole video's per-frame targets
     (cheap: numbers only) rather than from warmed-up fresh states.
