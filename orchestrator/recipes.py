@@ -174,6 +174,15 @@ RECIPES: dict[str, Recipe] = {
             background="required",
         ),
         Recipe(
+            name="inpaint",
+            description="The people removed, filled in from their surroundings (object removal)",
+            stages=(
+                Stage(MATTE_STAGE, "matte.person"),
+                Stage("inpaint", "inpaint.people", needs=(MATTE_STAGE,)),
+            ),
+            output="inpaint",
+        ),
+        Recipe(
             name="cutout",
             description="The people alone on a transparent background (ProRes 4444 MOV, VP9 WebM, PNG)",
             stages=(

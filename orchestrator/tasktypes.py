@@ -123,6 +123,12 @@ TASK_TYPES: dict[str, TaskType] = {
             "the people's silhouette filled with a second image or video",
             gpu=True,
         ),
+        TaskType(
+            "inpaint.people",
+            "composite",
+            "workers.tasks.inpaint:people",
+            "the people removed, filled in from their surroundings (OpenCV inpainting, by the matte)",
+        ),
     )
 }
 
