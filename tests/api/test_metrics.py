@@ -23,7 +23,7 @@ from orchestrator.tasktypes import TASK_TYPES
 from tests.api.server import ApiServer
 from tests.conftest import run_cli
 
-CARTOON_TASKS = ("media.plan", "style.frames", "media.assemble")
+CARTOON_TASKS = ("image.run",)  # an image: every stage of its recipe in one task
 
 
 @dataclass
@@ -126,19 +126,19 @@ def test_a_done_job_counts_its_tasks_frames_and_webhook(
     assert grew("frameq_jobs", state="done") == 1
     for name in TASK_TYPES:  # one task of each type the recipe has, none of the others
         assert grew("frameq_task_duration_seconds_count", task_type=name) == (name in CARTOON_TASKS), name
-    assert grew("frameq_frames_processed_total", task_type="style.frames") == 1  # one image, one frame
+    assert grew("frameq_frames_processed_total", task_type="image.run") == 1  # one image, one frame
     assert grew("frameq_frames_processed_total", task_type="media.plan") == 0
-    assert grew("frameq_task_duration_seconds_sum", task_type="style.frames") > 0
+    assert grew("frameq_task_duration_seconds_sum", task_type="image.run") > 0
     # The buckets are cumulative and end in the count.
     bounds = sorted(
         (float(dict(labels)["le"]), value)
         for (n, labels), value in after.samples.items()
-        if n == "frameq_task_duration_seconds_bucket" and ("task_type", "style.frames") in labels
+        if n == "frameq_task_duration_seconds_bucket" and ("task_type", "image.run") in labels
     )
     counts = [value for _, value in bounds]
     assert counts == sorted(counts) and bounds[-1] == (
         float("inf"),
-        after.value("frameq_task_duration_seconds_count", task_type="style.frames"),
+        after.value("frameq_task_duration_seconds_count", task_type="image.run"),
     )
     assert after.total("frameq_queue_depth") == 0 and after.total("frameq_tasks_running") == 0
 
@@ -153,15 +153,15 @@ def test_a_corrupt_upload_counts_as_a_failure(api: ApiServer) -> None:
         job = api.wait_finished(client, answer.json()["id"])
     assert job["state"] == "failed" and "broken.png" in str(job["error"])
     after = scrape(api.url)
-    assert after.value("frameq_task_failures_total", task_type="media.plan") == (
-        before.value("frameq_task_failures_total", task_type="media.plan") + 1
+    assert after.value("frameq_task_failures_total", task_type="image.run") == (
+        before.value("frameq_task_failures_total", task_type="image.run") + 1
     )
     assert after.value("frameq_jobs", state="failed") == before.value("frameq_jobs", state="failed") + 1
     assert after.total("frameq_task_failures_total") == before.total("frameq_task_failures_total") + 1
 
 
 def test_jobs_waiting_for_a_worker_show_as_queue_depth(idle_api: ApiServer, tmp_path: Path) -> None:
-    """No worker: every job submitted waits, its plan task ready, until it is cancelled."""
+    """No worker: every job submitted waits, its one task ready, until it is cancelled."""
     before = scrape(idle_api.url)
     _, key = idle_api.key()
     with idle_api.client(key) as client:
@@ -181,9 +181,9 @@ def test_jobs_waiting_for_a_worker_show_as_queue_depth(idle_api: ApiServer, tmp_
     def grew(now: Scrape, name: str, **labels: str) -> float:
         return now.total(name, **labels) - before.total(name, **labels)
 
-    for name in TASK_TYPES:  # only the jobs' plan tasks wait, each at its job's priority
+    for name in TASK_TYPES:  # only the images' tasks wait, each at its job's priority
         for priority in PRIORITIES:
-            expected = {("media.plan", "bulk"): 3, ("media.plan", "high"): 1}.get((name, priority), 0)
+            expected = {("image.run", "bulk"): 3, ("image.run", "high"): 1}.get((name, priority), 0)
             assert grew(waiting, "frameq_queue_depth", task_type=name, priority=priority) == expected
     assert waiting.total("frameq_tasks_running") == 0
     assert grew(waiting, "frameq_jobs", state="queued") == 4
@@ -230,8 +230,8 @@ def test_distributed_mode_reports_the_broker_queues(
     def grew(name: str, **labels: str) -> float:
         return after.value(name, **labels) - before.value(name, **labels)
 
-    assert grew("frameq_broker_messages", queue="media") == 2  # both priority levels counted
-    assert grew("frameq_broker_messages", queue="style") == 0
-    assert grew("frameq_queue_depth", task_type="media.plan", priority="normal") == 1
-    assert grew("frameq_queue_depth", task_type="media.plan", priority="high") == 1
+    assert grew("frameq_broker_messages", queue="image") == 2  # both priority levels counted
+    assert grew("frameq_broker_messages", queue="media") == 0
+    assert grew("frameq_queue_depth", task_type="image.run", priority="normal") == 1
+    assert grew("frameq_queue_depth", task_type="image.run", priority="high") == 1
     assert grew("frameq_jobs", state="queued") == 2
