@@ -257,14 +257,17 @@ class _Axis:
         wanted = min(max_speed, max(-max_speed, speed + closing))
         self.velocity += min(max_accel, max(-max_accel, wanted - self.velocity))
         if (self.velocity - speed) * error > 0 and abs(self.velocity - speed) > abs(error):
-            self.velocity = speed + error  # arrive, do not overshoot
-        self.position += self.velocity
+            # arrive rather than overshoot, and go on at the target's pace
+            self.position += speed + error
+            self.velocity = speed
+        else:
+            self.position += self.velocity
         # Stop on the target only where the subject stays: at the end of a move the fit, half
         # of it on the move still, slows before the subject stops, and a camera that settled on
         # it would hold short of the subject, within the dead zone, for as long as it stays.
         if (
             abs(target + speed - self.position) < SETTLE_PX
-            and abs(rest - self.position) <= dead_zone / 4
+            and abs(rest - self.position) <= dead_zone / 8
             and abs(self.velocity) <= max_accel
         ):
             self.holding, self.velocity = True, 0.0
@@ -368,9 +371,12 @@ class CropPathState:
         for k, (axis, side, frame_side) in enumerate(((self._x, w, self.width), (self._y, h, self.height))):
             values = [f[k] for f in frames[first : last + 1]]
             target, speed = _line_fit(times, values)
-            # a fit near the image's edge can run past where the window can go
-            low, high = side / 2, frame_side - side / 2
-            target = min(high, max(low, target))
+            # A line through a subject that stops runs on past where it stopped, and near the
+            # image's edge past where the window can go: the target stays within both.
+            low = max(side / 2, min(values))
+            high = min(frame_side - side / 2, max(values))
+            if not low <= target <= high:
+                target, speed = min(high, max(low, target)), 0.0
             if frames[t][2]:
                 axis.reset(target)
             else:
