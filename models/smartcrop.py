@@ -114,7 +114,8 @@ def _as_map(saliency: np.ndarray | torch.Tensor) -> np.ndarray:
         array = array[0]
     if array.ndim != 2:
         raise ValueError(f"a saliency map is [h, w], not {list(array.shape)}")
-    return np.clip(array, 0.0, None)
+    # a float16 map can hold an inf, a broken one NaNs: neither may win or poison the sums
+    return np.clip(np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
 
 
 def _edge_weights(edges: np.ndarray, cells: int) -> np.ndarray:
