@@ -45,7 +45,7 @@ from orchestrator.schema import FINISHED_JOB_STATES, JobState
 from orchestrator.settings import Settings
 from orchestrator.store import output_key, source_key
 from orchestrator.styles import StyleChoice
-from orchestrator.submit import check_request, job_params, new_id
+from orchestrator.submit import check_kind, check_request, job_params, new_id
 from workers.local import reclaim_orphans, run_jobs
 from workers.runtime import Runtime
 
@@ -107,13 +107,14 @@ def run_batch(
     device: str | None,
     background: dict[str, Any] | None,
     style: StyleChoice,
+    ratio: tuple[int, int] | None,
     with_matte: bool,
 ) -> None:
     """Process every media file below SOURCE with RECIPE into DEST, mirroring the tree."""
     settings = Settings.from_env(device=device)
     check_device(settings, device)
     also = (MATTE_STAGE,) if with_matte else ()
-    style = check_request(recipe, background, style, also)
+    style = check_request(recipe, background, style, also, ratio)
     filters = Filters(
         suffixes=_suffixes(ext) if ext else MEDIA_SUFFIXES,
         include=include,
@@ -124,7 +125,7 @@ def run_batch(
     if not files:
         raise InputError(str(source), "no media files the filters take")
     check_output_directory(output)
-    print_ = fingerprint(recipe, job_params(settings, ".png", background, also, style).to_json())
+    print_ = fingerprint(recipe, job_params(settings, ".png", background, also, style, ratio).to_json())
     runtime = Runtime.open(settings)
     repo = runtime.repo
     chosen = repo.open_batch(new_id(), batch_key(source, output, print_), str(source), str(output), recipe)
@@ -146,7 +147,15 @@ def run_batch(
     pending: list[str] = []
     try:
         _record_new(
-            runtime, chosen.id, recipe, decision, PRIORITIES[priority], stored_background, also, stored_style
+            runtime,
+            chosen.id,
+            recipe,
+            decision,
+            PRIORITIES[priority],
+            stored_background,
+            also,
+            stored_style,
+            ratio,
         )
         pending = sorted({i.job_id for i in items if i.job_id and i.state not in FINISHED_JOB_STATES})
         if settings.embedded:
@@ -231,6 +240,7 @@ def _record_new(
     background: dict[str, Any] | None,
     also: tuple[str, ...],
     style: StyleChoice,
+    ratio: tuple[int, int] | None,
 ) -> None:
     """Upload each new item's input and record its job, a chunk at a time; then every item."""
     settings, store = runtime.settings, runtime.store
@@ -241,11 +251,12 @@ def _record_new(
         for item in decision.new:
             job_id = new_id()
             suffix = Path(item.dest).suffix
-            params = job_params(settings, suffix, background, also, style).to_json()
+            params = job_params(settings, suffix, background, also, style, ratio).to_json()
             key = source_key(job_id, Path(item.file.path).suffix)
             size, error = 0, None
             try:
                 check_file(item.file.local, item.file.path)
+                check_kind(recipe, item.file.local, item.file.path)
                 size = store.put_file(key, item.file.local)
             except InputError as exc:
                 error = str(exc)

@@ -115,6 +115,7 @@ def run(
     device: str | None,
     background: dict[str, Any] | None,
     style: StyleChoice,
+    ratio: tuple[int, int] | None,
     with_matte: bool,
 ) -> None:
     """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
@@ -146,6 +147,7 @@ def run(
                 background=background,
                 also_outputs=also,
                 style=style,
+                ratio=ratio,
                 job_id=job_id,
             )
         with ProgressBar(runtime.repo, list(outputs), enabled=sys.stderr.isatty()):

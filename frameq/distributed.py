@@ -61,6 +61,7 @@ def submit(
     fmt: str | None,
     background: dict[str, Any] | None,
     style: StyleChoice,
+    ratio: tuple[int, int] | None,
     with_matte: bool,
 ) -> None:
     """Upload INPUT to the store, record its job and queue it; print the job id at once."""
@@ -79,6 +80,7 @@ def submit(
         background=background,
         also_outputs=(MATTE_STAGE,) if with_matte else (),
         style=style,
+        ratio=ratio,
     )
     if job.state == JobState.FAILED:
         click.echo(f"error: {job.error}", err=True)

@@ -1,4 +1,5 @@
-"""Options that `frameq run` and `frameq submit` share: what the recipe paints with and over."""
+"""Options that `frameq run`, `submit` and `batch` share: what the recipe paints with and
+over, and the ratio it crops to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from orchestrator.background import parse_background
+from orchestrator.params import parse_ratio
 from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE, StyleChoice, parse_style
 
 R = TypeVar("R")
@@ -26,8 +28,9 @@ STYLE_HELP = (
 
 
 def job_options(command: Callable[..., R]) -> Callable[..., R]:
-    """Add --background and the style options to a command (innermost first). The command gets
-    them built: `background`, parse_background's result or None, and `style`, a StyleChoice."""
+    """Add --background, the style options and --ratio to a command (innermost first). The
+    command gets them built: `background`, parse_background's result or None, `style`, a
+    StyleChoice, and `ratio`, (width, height) or None."""
 
     @functools.wraps(command)
     def built(
@@ -38,6 +41,7 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         preserve_colour: bool,
         style_size: int | None,
         no_stabilise: bool,
+        ratio: str | None,
         **kwargs: Any,
     ) -> R:
         choice = StyleChoice(
@@ -48,7 +52,8 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
             stabilise=not no_stabilise,
         )
         backdrop = parse_background(background) if background else None
-        return command(*args, background=backdrop, style=choice, **kwargs)
+        aspect = parse_ratio(ratio) if ratio else None
+        return command(*args, background=backdrop, style=choice, ratio=aspect, **kwargs)
 
     options = [
         click.option("--background", help=BACKGROUND_HELP),
@@ -69,6 +74,9 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         ),
         click.option(
             "--no-stabilise", is_flag=True, help="Video: style each frame on its own (faster, flickers)."
+        ),
+        click.option(
+            "--ratio", help="crop: the aspect ratio W:H to cut to (1:1, 4:5, 9:16, ...); default 1:1."
         ),
     ]
     decorated: Callable[..., R] = built

@@ -19,6 +19,16 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 MATTE_MODELS = ("heavy", "full")
 
 
+def parse_ratio(text: str) -> tuple[int, int]:
+    """An aspect ratio as W:H in positive whole numbers (1:1, 4:5, 9:16, 16:9, 21:9, ...)."""
+    w, sep, h = text.strip().partition(":")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) == 0 or int(h) == 0:
+        raise ConfigError(
+            f"aspect ratio {text!r} is not W:H in positive whole numbers (1:1, 4:5, 9:16, 16:9)"
+        )
+    return int(w), int(h)
+
+
 def check_encoding(crf: int, preset: str) -> None:
     if not 0 <= crf <= 51:
         raise ConfigError(f"crf (quality) must be within 0..51, got {crf}")
@@ -59,6 +69,8 @@ class JobParams:
     preserve_colour: bool = False
     style_size: int | None = None
     stabilise: bool = True
+    # crop: the aspect ratio (width, height) of the window kept (None: the recipe's, 1:1)
+    crop_ratio: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.output_suffix.startswith("."):
@@ -66,10 +78,13 @@ class JobParams:
         check_encoding(self.crf, self.preset)
         check_work(self.segment_s, self.batch_frames, self.max_pixels, self.matte_model)
         check_style(self.style, self.style_strength, self.style_size)
+        if self.crop_ratio is not None and (len(self.crop_ratio) != 2 or min(self.crop_ratio) < 1):
+            raise ConfigError(f"crop ratio must be two positive whole numbers, got {self.crop_ratio!r}")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["also_outputs"] = list(self.also_outputs)
+        data["crop_ratio"] = list(self.crop_ratio) if self.crop_ratio else None
         return data
 
     @classmethod
@@ -80,4 +95,5 @@ class JobParams:
             raise ConfigError(f"job parameters not known to this frameq: {', '.join(sorted(unknown))}")
         values = dict(data)
         values["also_outputs"] = tuple(values.get("also_outputs") or ())
+        values["crop_ratio"] = tuple(values["crop_ratio"]) if values.get("crop_ratio") else None
         return cls(**values)

@@ -46,6 +46,8 @@ class Recipe:
     background: str = "none"  # --background (a colour, an image or a video): none, optional, required
     background_kinds: tuple[str, ...] = ("colour", "image", "video")  # what it may be
     default_style: str | None = None  # the --style it paints with unless told (a style stage only)
+    takes_ratio: bool = False  # --ratio W:H: the aspect ratio it crops to
+    kinds: tuple[str, ...] = ("video", "image")  # the inputs it takes
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -172,6 +174,14 @@ RECIPES: dict[str, Recipe] = {
             ),
             output="composite",
             background="required",
+        ),
+        Recipe(
+            name="crop",
+            description="Smart crop to --ratio W:H (default 1:1) keeping faces, people and salient objects",
+            stages=(Stage("crop", "crop.smart"),),
+            output="crop",
+            takes_ratio=True,
+            kinds=("image",),
         ),
         Recipe(
             name="inpaint",

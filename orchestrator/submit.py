@@ -29,6 +29,7 @@ def job_params(
     background: dict[str, Any] | None = None,
     also_outputs: tuple[str, ...] = (),
     style: StyleChoice = NO_STYLE_ASKED,
+    ratio: tuple[int, int] | None = None,
 ) -> JobParams:
     """What this job fixes now, from the submitter's settings: its workers read it, not their own."""
     return JobParams(
@@ -47,6 +48,7 @@ def job_params(
         preserve_colour=style.preserve_colour,
         style_size=style.size,
         stabilise=style.stabilise,
+        crop_ratio=ratio,
     )
 
 
@@ -62,7 +64,11 @@ def _style(recipe: Recipe, choice: StyleChoice) -> StyleChoice:
 
 
 def check_request(
-    recipe: str, background: dict[str, Any] | None, style: StyleChoice, also_outputs: tuple[str, ...]
+    recipe: str,
+    background: dict[str, Any] | None,
+    style: StyleChoice,
+    also_outputs: tuple[str, ...],
+    ratio: tuple[int, int] | None = None,
 ) -> StyleChoice:
     """The caller's mistakes, before any job is recorded: a recipe's background and outputs as
     it takes them. Returns the style the job paints with."""
@@ -79,6 +85,8 @@ def check_request(
             raise RecipeError(
                 f"recipe {recipe}: --background must be {' or '.join(spec.background_kinds)}, not {kind}"
             )
+    if ratio is not None and not spec.takes_ratio:
+        raise RecipeError(f"recipe {recipe} takes no --ratio (crop does)")
     style = _style(spec, style)
     for stage in also_outputs:
         if stage == spec.output:
@@ -86,6 +94,13 @@ def check_request(
         if not spec.has_stage(stage):
             raise RecipeError(f"recipe {recipe} has no {stage} stage to write as well")
     return style
+
+
+def check_kind(recipe: str, path: Path, name: str) -> None:
+    """A recipe for some kinds of input only (crop: images) fails the job of another kind."""
+    kinds = get_recipe(recipe).kinds
+    if (kind_of(path) or "video") not in kinds:
+        raise InputError(name, f"recipe {recipe} takes {' and '.join(k + 's' for k in kinds)} only")
 
 
 def submit(
@@ -101,6 +116,7 @@ def submit(
     background: dict[str, Any] | None = None,
     also_outputs: tuple[str, ...] = (),
     style: StyleChoice = NO_STYLE_ASKED,
+    ratio: tuple[int, int] | None = None,
     job_id: str | None = None,
     name: str | None = None,
     origin: Origin | None = None,
@@ -116,7 +132,7 @@ def submit(
     interrupted while this runs. `name` is how errors name the input (an upload's own file
     name rather than where it was spooled); `origin`, who submitted it over HTTP.
     """
-    style = check_request(recipe, background, style, also_outputs)
+    style = check_request(recipe, background, style, also_outputs, ratio)
     job_id = job_id or new_id()
     stored_background = dict(background or {})
     if "path" in stored_background:
@@ -136,11 +152,14 @@ def submit(
         priority=priority,
         batch_id=batch_id,
         origin=origin,
-        params=job_params(settings, output_suffix, stored_background or None, also_outputs, style).to_json(),
+        params=job_params(
+            settings, output_suffix, stored_background or None, also_outputs, style, ratio
+        ).to_json(),
         image_output_key=output_key(job_id, output_suffix.lstrip(".")) if kind_of(path) == "image" else None,
     )
     try:
         check_file(path, name)  # an unknown suffix is probed as video: the probe says what it is
+        check_kind(recipe, path, name)
         repo.record_input(job_id, job.source_key, store.put_file(job.source_key, path))
         for key, local in attached:
             repo.record_input(job_id, key, store.put_file(key, local))

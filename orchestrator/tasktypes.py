@@ -124,6 +124,14 @@ TASK_TYPES: dict[str, TaskType] = {
             gpu=True,
         ),
         TaskType(
+            "crop.smart",
+            "image",
+            "workers.tasks.crop:smart",
+            "the window of the job's aspect ratio over the most faces, people and salient objects",
+            gpu=True,
+            model_files=True,
+        ),
+        TaskType(
             "inpaint.people",
             "composite",
             "workers.tasks.inpaint:people",
