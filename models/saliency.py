@@ -30,7 +30,7 @@ from models.weights import model_path
 WORK_LONG_SIDE = 256
 # CenterFace and the person matte see the frame at this long side. At 512 CenterFace finds the
 # faces of the DAVIS development people turned towards the camera, 22-36 px wide at 854x480
-# (13-22 px here); a tiny face costs nothing to miss, as the person around it still counts.
+# (13-22 px here); a face too small to find costs little, as the person around it still counts.
 DETECT_LONG_SIDE = 512
 U2NET_SIZE = 320  # U²-Netp's training size; it takes the frame squashed to a square
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
