@@ -57,6 +57,7 @@ from orchestrator.errors import (
 )
 from orchestrator.inputs import output_suffix_for
 from orchestrator.outputs import output_keys
+from orchestrator.params import parse_ratio
 from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
 from orchestrator.repository import (
     IdempotencyKeyTaken,
@@ -318,12 +319,17 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
         max_active_jobs=tenant.max_active_jobs,
         max_queued_frames=tenant.max_queued_frames,
     )
+    try:
+        ratio = parse_ratio(params.ratio) if params.ratio else None
+    except ConfigError as exc:
+        raise _problem(422, f"params.ratio: {exc}") from None
     kwargs: dict[str, Any] = {
         "priority": PRIORITIES[sub.priority],
         "batch_id": sub.batch,
         "background": sub.files.get("background"),
         "also_outputs": (MATTE_STAGE,) if params.with_matte else (),
         "style": sub.files["style"],
+        "ratio": ratio,
         "job_id": new_id(),
         "name": sub.name,
         "origin": origin,

@@ -52,6 +52,11 @@ class RecipeParams(BaseModel):
     )
     format: Literal[OUTPUT_FORMATS] | None = Field(None, description="Output format; default by input")  # type: ignore[valid-type]
     with_matte: bool = Field(False, description="Also keep the people's matte as an output")
+    ratio: str | None = Field(
+        None,
+        max_length=16,
+        description="crop: the aspect ratio W:H to cut to (1:1, 4:5, 9:16, ...); default 1:1",
+    )
 
 
 class JobByReference(BaseModel):

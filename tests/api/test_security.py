@@ -687,6 +687,9 @@ def test_server_side_paths_in_params_are_never_opened(
         ({"recipe": "cartoon", "params": {"with_matte": True}}, "matte"),  # cartoon has no matte stage
         ({"recipe": "matte", "params": {"style": "cartoon"}}, "style"),  # matte does not paint
         ({"recipe": "stencil", "params": {"background": "not-a-colour"}}, "background"),
+        ({"recipe": "crop", "params": {"ratio": "wide"}}, "ratio"),
+        ({"recipe": "crop", "params": {"ratio": "1:0"}}, "ratio"),
+        ({"recipe": "cartoon", "params": {"ratio": "1:1"}}, "ratio"),  # cartoon does not crop
         ({"recipe": "no-such-recipe"}, "recipe"),
         ({"recipe": ""}, "recipe"),
         ({"recipe": "cartoon", "priority": "urgent"}, "priority"),
