@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -36,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.device import pick_device, to_tensor
 from models.saliency import Saliency
-from models.smartcrop import Window, best_window, centre_window, crop_path, jitter, parse_ratio
+from models.smartcrop import Window, best_window, centre_window, crop_path, jitter
+from orchestrator.params import parse_ratio
 
 DAVIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "davis-dev"
 RATIOS = ("9:16", "1:1", "4:5")
@@ -122,7 +124,7 @@ def main() -> None:
         truth = {i // args.every: m for i, m in masks(args.davis, seq).items() if i % args.every == 0}
         height, width = frames[0].shape[:2]
         for name in RATIOS:
-            ratio = parse_ratio(name)
+            ratio = Fraction(*parse_ratio(name))
             raw = [best_window(m, width, height, ratio, even=True) for m in maps]
             path = crop_path(raw, [], width, height, fps=FPS / args.every)
             centre = centre_window(width, height, ratio, even=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -65,19 +64,6 @@ class Window:
     @property
     def centre(self) -> tuple[float, float]:
         return self.x + self.w / 2, self.y + self.h / 2
-
-
-_RATIO = re.compile(r"\s*([0-9]+)\s*:\s*([0-9]+)\s*")
-
-
-def parse_ratio(text: str) -> Fraction:
-    """'W:H' with positive whole numbers ('1:1', '4:5', '9:16', '16:9', '21:9') -> W/H."""
-    match = _RATIO.fullmatch(text)
-    if match is None or int(match[1]) == 0 or int(match[2]) == 0:
-        raise ValueError(
-            f"aspect ratio {text!r} is not W:H in positive whole numbers (e.g. 1:1, 4:5, 9:16, 16:9)"
-        )
-    return Fraction(int(match[1]), int(match[2]))
 
 
 def window_size(width: int, height: int, ratio: Fraction, even: bool = False) -> tuple[int, int]:

@@ -8,6 +8,7 @@ own copies with the same functions.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -19,14 +20,15 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 MATTE_MODELS = ("heavy", "full")
 
 
+RATIO = re.compile(r"\s*([0-9]+)\s*:\s*([0-9]+)\s*")
+
+
 def parse_ratio(text: str) -> tuple[int, int]:
     """An aspect ratio as W:H in positive whole numbers (1:1, 4:5, 9:16, 16:9, 21:9, ...)."""
-    w, sep, h = text.strip().partition(":")
-    if not sep or not w.strip().isdigit() or not h.strip().isdigit() or int(w) == 0 or int(h) == 0:
-        raise ConfigError(
-            f"aspect ratio {text!r} is not W:H in positive whole numbers (1:1, 4:5, 9:16, 16:9)"
-        )
-    return int(w), int(h)
+    match = RATIO.fullmatch(text)
+    if match is None or int(match[1]) == 0 or int(match[2]) == 0:
+        raise ConfigError(f"aspect ratio {text!r} is not W:H in positive whole numbers (e.g. 1:1, 4:5, 9:16)")
+    return int(match[1]), int(match[2])
 
 
 def check_encoding(crf: int, preset: str) -> None:

@@ -34,12 +34,13 @@ from models.smartcrop import (
     colour_histogram,
     crop_path,
     jitter,
-    parse_ratio,
     shot_changes,
     window_size,
     window_sums,
 )
 from models.weights import ModelMissingError
+from orchestrator.errors import ConfigError
+from orchestrator.params import parse_ratio as parse_pair
 from tests.conftest import IN_CI
 
 DAVIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis-dev"
@@ -104,6 +105,11 @@ def kept(window: Window, truth: np.ndarray) -> float:
 # --- ratios and window sizes ----------------------------------------------------------------------
 
 
+def parse_ratio(text: str) -> Fraction:
+    """W:H as the user gives it (orchestrator/params.py has the rule), as the models take it."""
+    return Fraction(*parse_pair(text))
+
+
 def test_parse_ratio() -> None:
     assert [parse_ratio(r) for r in NAMED] == [Fraction(1), Fraction(4, 5), Fraction(9, 16), Fraction(16, 9)]
     assert parse_ratio(" 21 : 9 ") == Fraction(7, 3)
@@ -112,7 +118,7 @@ def test_parse_ratio() -> None:
 
 @pytest.mark.parametrize("text", ["", "4", "4:5:6", "0:1", "1:0", "-1:2", "1.5:1", "a:b", "4/5", "٤:٥"])
 def test_parse_ratio_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match=r"is not W:H in positive whole numbers \(e.g. 1:1, 4:5"):
+    with pytest.raises(ConfigError, match=r"is not W:H in positive whole numbers \(e.g. 1:1, 4:5"):
         parse_ratio(text)
 
 
