@@ -45,7 +45,7 @@ from orchestrator.schema import FINISHED_JOB_STATES, JobState
 from orchestrator.settings import Settings
 from orchestrator.store import output_key, source_key
 from orchestrator.styles import StyleChoice
-from orchestrator.submit import check_kind, check_request, job_params, new_id
+from orchestrator.submit import check_request, job_params, new_id
 from workers.local import reclaim_orphans, run_jobs
 from workers.runtime import Runtime
 
@@ -256,7 +256,6 @@ def _record_new(
             size, error = 0, None
             try:
                 check_file(item.file.local, item.file.path)
-                check_kind(recipe, item.file.local, item.file.path)
                 size = store.put_file(key, item.file.local)
             except InputError as exc:
                 error = str(exc)

@@ -47,7 +47,9 @@ class Recipe:
     background_kinds: tuple[str, ...] = ("colour", "image", "video")  # what it may be
     default_style: str | None = None  # the --style it paints with unless told (a style stage only)
     takes_ratio: bool = False  # --ratio W:H: the aspect ratio it crops to
-    kinds: tuple[str, ...] = ("video", "image")  # the inputs it takes
+    # A video in one segment: a stage must see every frame in one pass (the crop path follows
+    # the subject over the whole video), so its work is not split across workers.
+    whole_video: bool = False
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -177,11 +179,12 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="crop",
-            description="Smart crop to --ratio W:H (default 1:1) keeping faces, people and salient objects",
+            description="Smart crop to --ratio W:H (default 1:1) keeping faces, people and salient objects; "
+            "video: a smooth crop path",
             stages=(Stage("crop", "crop.smart"),),
             output="crop",
             takes_ratio=True,
-            kinds=("image",),
+            whole_video=True,
         ),
         Recipe(
             name="inpaint",

@@ -96,13 +96,6 @@ def check_request(
     return style
 
 
-def check_kind(recipe: str, path: Path, name: str) -> None:
-    """A recipe for some kinds of input only (crop: images) fails the job of another kind."""
-    kinds = get_recipe(recipe).kinds
-    if (kind_of(path) or "video") not in kinds:
-        raise InputError(name, f"recipe {recipe} takes {' and '.join(k + 's' for k in kinds)} only")
-
-
 def submit(
     repo: Repository,
     store: Store,
@@ -159,7 +152,6 @@ def submit(
     )
     try:
         check_file(path, name)  # an unknown suffix is probed as video: the probe says what it is
-        check_kind(recipe, path, name)
         repo.record_input(job_id, job.source_key, store.put_file(job.source_key, path))
         for key, local in attached:
             repo.record_input(job_id, key, store.put_file(key, local))

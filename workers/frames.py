@@ -48,10 +48,15 @@ FrameFn = Callable[[Batch], list[np.ndarray]]
 @dataclass(frozen=True)
 class Frames:
     """What a per-frame stage's handler makes: the function its batches go through, and how
-    many frames of the previous segment warm its state up (0: it keeps none)."""
+    many frames of the previous segment warm its state up (0: it keeps none). `size`: the
+    (width, height) of the frames it makes, when not the source's (a crop). `analyse`: a first
+    pass over every frame of the segment before `fn` sees any, for a stage that must know them
+    all first (the crop path: where the window is now depends on where the subject goes)."""
 
     fn: FrameFn
     warmup: int = 0
+    size: tuple[int, int] | None = None
+    analyse: Callable[[Batch], None] | None = None
 
 
 # A per-frame stage's handler: its `Frames`, set up for this task. What it opens (a background
@@ -62,8 +67,7 @@ FramesHandler = Callable[[TaskContext, ExitStack], Frames]
 def run_stage(ctx: TaskContext, handler: FramesHandler) -> Result:
     """A per-frame stage's task: its frames over this task's segment, or image."""
     with ExitStack() as stack:
-        frames = handler(ctx, stack)
-        return map_frames(ctx, frames.fn, frames.warmup)
+        return map_frames(ctx, handler(ctx, stack))
 
 
 # One decoded frame of every stream a stage reads: (pts, source rgb or None, inputs' frames).
@@ -76,8 +80,10 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def map_frames(ctx: TaskContext, fn: FrameFn, warmup: int = 0) -> Result:
-    """Run `fn` over this task's segment (or image) and write its output where planned."""
+def map_frames(ctx: TaskContext, frames: Frames) -> Result:
+    """Run the stage's frames over this task's segment (or image) and write its output where
+    planned."""
+    fn, warmup = frames.fn, frames.warmup
     needs: list[str] = ctx.task.params.get("inputs", [])
     by_stage = ctx.inputs() if needs else {}  # a source-only stage asks the database nothing
     parts = [next(t for t in by_stage[stage] if t.segment == ctx.task.segment) for stage in needs]
@@ -85,11 +91,19 @@ def map_frames(ctx: TaskContext, fn: FrameFn, warmup: int = 0) -> Result:
     if warmup and parts:
         raise ValueError(f"{ctx.task.name}: warm-up frames are taken from the source only")
     if ctx.job.kind == "image":
-        return _map_image(ctx, fn, parts, reads_source)
-    return _map_segment(ctx, fn, parts, reads_source, warmup)
+        return _map_image(ctx, frames, parts, reads_source)
+    if frames.analyse is not None:
+        if parts or warmup:
+            raise ValueError(f"{ctx.task.name}: a first pass reads the source only, without warm-up")
+        with ExitStack() as stack:
+            source = _source_frames(ctx, stack, fn, 0, Fraction(ctx.job.media["time_base"]))
+            rows = _rows([source], True, [], ctx.job.input_name, Fraction(ctx.job.media["time_base"]))
+            for batch in batched(prefetch(rows, 2 * ctx.params.batch_frames), ctx.params.batch_frames):
+                frames.analyse(_batch(batch, 0, Fraction(ctx.job.media["time_base"])))
+    return _map_segment(ctx, fn, parts, reads_source, warmup, frames.size)
 
 
-def _map_image(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source: bool) -> Result:
+def _map_image(ctx: TaskContext, frames: Frames, parts: list[Task], reads_source: bool) -> Result:
     source = []
     if reads_source:
         with ctx.store.reading(ctx.job.source_key) as src:
@@ -100,7 +114,10 @@ def _map_image(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source: b
             inputs.append(
                 [read_pixels(path, str(part.output_key), Format.parse(str(part.output_format)).pixels)]
             )
-    (out,) = fn(Batch(source, inputs, [0.0]))
+    batch = Batch(source, inputs, [0.0])
+    if frames.analyse is not None:
+        frames.analyse(batch)
+    (out,) = frames.fn(batch)
     with ctx.store.writing(ctx.output_key) as tmp:
         write_rgb(out, tmp, ".png")
         size = tmp.stat().st_size
@@ -108,7 +125,14 @@ def _map_image(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source: b
     return Result(size)
 
 
-def _map_segment(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source: bool, warmup: int) -> Result:
+def _map_segment(
+    ctx: TaskContext,
+    fn: FrameFn,
+    parts: list[Task],
+    reads_source: bool,
+    warmup: int,
+    frame_size: tuple[int, int] | None = None,
+) -> Result:
     job, task, media, params = ctx.job, ctx.task, ctx.job.media, ctx.params
     time_base = Fraction(media["time_base"])
     done = 0
@@ -126,8 +150,8 @@ def _map_segment(ctx: TaskContext, fn: FrameFn, parts: list[Task], reads_source:
         with SegmentWriter(
             tmp,
             ctx.output_format,
-            width=media["width"],
-            height=media["height"],
+            width=frame_size[0] if frame_size else media["width"],
+            height=frame_size[1] if frame_size else media["height"],
             time_base=time_base,
             rate=Fraction(media["avg_rate"]),
             crf=params.crf,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
-from tests.media import make_video
+from tests.media import decode
 
 DAVIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis-dev"
 
@@ -57,12 +59,61 @@ def test_the_crop_keeps_the_person(
     assert kept > 0.95, (kept, centre)  # bench/crop_quality.py compares it with a centre crop
 
 
-def test_a_video_or_another_recipe_is_refused_with_its_reason(
+def davis_clip(path: Path, sequences: list[tuple[str, int]]) -> list[np.ndarray]:
+    """The first frames of DAVIS sequences one after the other (a cut between them), as H.264
+    at 24 fps; returns the frames written."""
+    frames = []
+    for sequence, count in sequences:
+        with av.open(str(DAVIS / "video" / f"{sequence}.mp4")) as video:
+            for i, frame in enumerate(video.decode(video=0)):
+                if i == count:
+                    break
+                frames.append(frame.to_ndarray(format="rgb24"))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 854, 480, "yuv420p"
+        for rgb in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode(None))
+    return frames
+
+
+def offset(crop: np.ndarray, whole: np.ndarray) -> int:
+    """The x where a (lossy) full-height crop sits in its frame: the best match of grey rows."""
+    a, b = crop.mean(-1)[::8].astype(float), whole.mean(-1)[::8].astype(float)
+    w = a.shape[1]
+    return int(np.argmin([np.abs(b[:, x : x + w] - a).mean() for x in range(b.shape[1] - w + 1)]))
+
+
+def test_a_video_is_cut_along_a_smooth_path_that_follows_the_person(
     tmp_path: Path, frameq_env: dict[str, str]
 ) -> None:
-    clip = make_video(tmp_path / "clip.mp4", frames=6)
-    video = run_cli(frameq_env, "run", str(clip.path), "-r", "crop", "-o", str(tmp_path / "out.mp4"))
-    assert video.returncode == 1 and "recipe crop takes images only" in video.stderr
+    if not (DAVIS / "video" / "lucia.mp4").exists():
+        pytest.fail("the DAVIS development set is required")
+    # Given a clip of two shots: lucia walking, then a cut to the swing
+    src, out = tmp_path / "two-shots.mp4", tmp_path / "vertical.mp4"
+    frames = davis_clip(src, [("lucia", 40), ("swing", 24)])
+    # When it is cropped to 9:16
+    result = run_cli(frameq_env, "run", str(src), "-r", "crop", "--ratio", "9:16", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    # Then every frame is there, at the even-sided 9:16 window of the frame's full height
+    decoded = decode(out)
+    assert len(decoded.frames) == len(frames)
+    assert decoded.frames[0].shape[:2] == (480, 270)
+    xs = [offset(crop, whole) for crop, whole in zip(decoded.frames, frames, strict=True)]
+    # And within each shot the window moves smoothly (no jump of more than a few pixels), while
+    # it may jump at the cut
+    steps = [abs(b - a) for a, b in itertools.pairwise(xs)]
+    assert max(steps[:39] + steps[40:]) <= 12, xs
+    # And it keeps the person of the hand-made masks
+    for i in (0, 20, 36):
+        with Image.open(DAVIS / "masks" / "lucia" / f"{i:05d}.png") as mask:
+            person = np.asarray(mask.convert("L")) > 127
+        kept = person[:, xs[i] : xs[i] + 270].sum() / person.sum()
+        assert kept > 0.9, (i, kept)
+
+
+def test_another_recipe_or_a_bad_ratio_is_refused(tmp_path: Path, frameq_env: dict[str, str]) -> None:
     src, _ = photo(tmp_path, "lucia")
     other = run_cli(
         frameq_env, "run", str(src), "-r", "cartoon", "--ratio", "1:1", "-o", str(tmp_path / "o.png")

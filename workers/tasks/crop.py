@@ -1,22 +1,43 @@
-"""crop.*: the window of the job's aspect ratio that keeps what matters (models/smartcrop.py)."""
+"""crop.*: the window of the job's aspect ratio that keeps what matters (models/smartcrop.py).
+
+An image is cut at the densest window of its saliency map. A video (one segment: the recipe is
+whole_video) keeps one window size and moves it along a smooth path, as MediaPipe's AutoFlip
+does: a first pass over its frames finds the shot changes and, a few times a second and at
+every cut, the best window; the path is made from those, and the second pass cuts each frame.
+"""
 
 from __future__ import annotations
 
+import bisect
 from contextlib import ExitStack
 from fractions import Fraction
 from functools import cache
 
+import numpy as np
 import torch
 
 from models.device import compute_dtype, pick_device, to_tensor
 from models.saliency import Saliency
-from models.smartcrop import best_window
+from models.smartcrop import (
+    CUT_DISTANCE,
+    Window,
+    best_window,
+    colour_histogram,
+    crop_path,
+    histogram_distance,
+    shot_changes,
+    window_size,
+)
 from models.weights import ModelMissingError
 from orchestrator.errors import ConfigError
 from workers.frames import Batch, Frames
 from workers.runtime import TaskContext
 
 DEFAULT_RATIO = (1, 1)
+# Saliency maps a second of video: the networks cost far more than a frame's crop, and the path
+# is smoothed over half a second either way, so a few samples a second (and one at every cut)
+# place it as well as every frame would.
+ANALYSE_FPS = 6.0
 
 
 @cache
@@ -27,21 +48,86 @@ def _saliency(device_name: str) -> Saliency:
 
 
 def smart(ctx: TaskContext, stack: ExitStack) -> Frames:
-    """Each image cut to the densest window of its saliency map."""
     saliency = _saliency(ctx.settings.device)
     ratio = Fraction(*(ctx.params.crop_ratio or DEFAULT_RATIO))
+    if ctx.job.kind == "video":
+        return _video(ctx, saliency, ratio)
 
-    @torch.inference_mode()
     def fn(batch: Batch) -> list:
-        try:
-            maps = saliency(to_tensor(batch.source, saliency.device))
-        except ModelMissingError as exc:
-            raise ConfigError(str(exc)) from None
         out = []
-        for rgb, sal in zip(batch.source, maps, strict=True):
+        for rgb, sal in zip(batch.source, _maps(saliency, batch.source), strict=True):
             height, width = rgb.shape[:2]
-            w = best_window(sal[0], width, height, ratio)
-            out.append(rgb[w.y : w.y + w.h, w.x : w.x + w.w].copy())
+            out.append(_cut(rgb, best_window(sal[0], width, height, ratio)))
         return out
 
     return Frames(fn)
+
+
+def _video(ctx: TaskContext, saliency: Saliency, ratio: Fraction) -> Frames:
+    media = ctx.job.media
+    width, height = media["width"], media["height"]
+    if media.get("rotation", 0) % 180 == 90:  # stored sideways: the ratio as shown, as stored
+        ratio = 1 / ratio
+    size = window_size(width, height, ratio, even=True)  # H.264 4:2:0 wants even sides
+    fps = float(Fraction(media["avg_rate"])) or 30.0
+    every = max(1, round(fps / ANALYSE_FPS))
+    histograms: list[np.ndarray] = []
+    centres: dict[int, tuple[float, float]] = {}  # of the analysed frames' best windows
+    path: list[Window] = []
+
+    def analyse(batch: Batch) -> None:
+        picked = []
+        for rgb in batch.source:
+            i = len(histograms)
+            histograms.append(colour_histogram(rgb))
+            if i % every == 0 or histogram_distance(histograms[i - 1], histograms[i]) > CUT_DISTANCE:
+                picked.append((i, rgb))
+        if picked:
+            maps = _maps(saliency, [rgb for _, rgb in picked])
+            for (i, _), sal in zip(picked, maps, strict=True):
+                centres[i] = best_window(sal[0], width, height, ratio, even=True).centre
+
+    def fn(batch: Batch) -> list:
+        if not path:
+            cuts = shot_changes(histograms)
+            path.extend(crop_path(_targets(centres, len(histograms), cuts), cuts, width, height, size, fps))
+        windows = path[position[0] : position[0] + len(batch)]
+        position[0] += len(batch)
+        return [_cut(rgb, w) for rgb, w in zip(batch.source, windows, strict=True)]
+
+    position = [0]
+    return Frames(fn, size=size, analyse=analyse)
+
+
+def _targets(
+    centres: dict[int, tuple[float, float]], frames: int, cuts: list[int]
+) -> list[tuple[float, float]]:
+    """A target centre for every frame: between two analysed frames of one shot, on the line
+    between their centres; after a shot's last analysed frame, held. Every shot's first frame
+    is analysed, so the frame before a frame is always of its own shot."""
+    analysed = sorted(centres)
+    starts = set(cuts)
+    out = []
+    for i in range(frames):
+        k = bisect.bisect_right(analysed, i) - 1
+        before = analysed[k]
+        after = analysed[k + 1] if k + 1 < len(analysed) else None
+        if before == i or after is None or after in starts:  # no later sample of this shot
+            out.append(centres[before])
+            continue
+        t = (i - before) / (after - before)
+        (x0, y0), (x1, y1) = centres[before], centres[after]
+        out.append((x0 + t * (x1 - x0), y0 + t * (y1 - y0)))
+    return out
+
+
+@torch.inference_mode()
+def _maps(saliency: Saliency, frames: list[np.ndarray]) -> torch.Tensor:
+    try:
+        return saliency(to_tensor(frames, saliency.device)).float().cpu()
+    except ModelMissingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _cut(rgb: np.ndarray, w: Window) -> np.ndarray:
+    return np.ascontiguousarray(rgb[w.y : w.y + w.h, w.x : w.x + w.w])

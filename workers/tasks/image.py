@@ -35,6 +35,8 @@ def run(ctx: TaskContext) -> Result:
         for stage in recipe.stages:
             frames = resolve(task_type(stage.task).handler)(ctx, stack)
             batch = Batch([rgb] if stage.source else [], [[made[need]] for need in stage.needs], [0.0])
+            if frames.analyse is not None:
+                frames.analyse(batch)
             (made[stage.name],) = frames.fn(batch)
     size = _write(ctx, made[recipe.output], ctx.output_key)
     also = [

@@ -26,7 +26,9 @@ def plan(ctx: TaskContext) -> Result:
             kind, segments = "image", [Segment(0, 0, None, 1)]
         else:
             kind = "video"
-            segments = cut_segments(info.frame_pts, info.keyframe_pts, info.time_base, params.segment_s)
+            # A recipe that needs the whole video in one pass gets one segment (no keyframe cuts).
+            keyframes = [] if get_recipe(job.recipe).whole_video else info.keyframe_pts
+            segments = cut_segments(info.frame_pts, keyframes, info.time_base, params.segment_s)
             audio = audio_key(job.id, job.source_key) if info.audio else None
             stored, media["slice_offset"] = _slice(ctx, path, segments, audio)
     specs = expand(get_recipe(job.recipe), segments, kind, job.id, params, audio)
