@@ -39,6 +39,7 @@ from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, InputError
 from orchestrator.inputs import MEDIA_SUFFIXES, check_file, kind_of
 from orchestrator.outputs import copy_outputs
+from orchestrator.params import PictureOptions
 from orchestrator.recipes import MATTE_STAGE, get_recipe
 from orchestrator.repository import BatchJob, BatchRow
 from orchestrator.schema import FINISHED_JOB_STATES, JobState
@@ -107,14 +108,14 @@ def run_batch(
     device: str | None,
     background: dict[str, Any] | None,
     style: StyleChoice,
-    ratio: tuple[int, int] | None,
+    picture: PictureOptions,
     with_matte: bool,
 ) -> None:
     """Process every media file below SOURCE with RECIPE into DEST, mirroring the tree."""
     settings = Settings.from_env(device=device)
     check_device(settings, device)
     also = (MATTE_STAGE,) if with_matte else ()
-    style = check_request(recipe, background, style, also, ratio)
+    style = check_request(recipe, background, style, also, picture)
     filters = Filters(
         suffixes=_suffixes(ext) if ext else MEDIA_SUFFIXES,
         include=include,
@@ -125,7 +126,7 @@ def run_batch(
     if not files:
         raise InputError(str(source), "no media files the filters take")
     check_output_directory(output)
-    print_ = fingerprint(recipe, job_params(settings, ".png", background, also, style, ratio).to_json())
+    print_ = fingerprint(recipe, job_params(settings, ".png", background, also, style, picture).to_json())
     runtime = Runtime.open(settings)
     repo = runtime.repo
     chosen = repo.open_batch(new_id(), batch_key(source, output, print_), str(source), str(output), recipe)
@@ -155,7 +156,7 @@ def run_batch(
             stored_background,
             also,
             stored_style,
-            ratio,
+            picture,
         )
         pending = sorted({i.job_id for i in items if i.job_id and i.state not in FINISHED_JOB_STATES})
         if settings.embedded:
@@ -240,7 +241,7 @@ def _record_new(
     background: dict[str, Any] | None,
     also: tuple[str, ...],
     style: StyleChoice,
-    ratio: tuple[int, int] | None,
+    picture: PictureOptions,
 ) -> None:
     """Upload each new item's input and record its job, a chunk at a time; then every item."""
     settings, store = runtime.settings, runtime.store
@@ -251,7 +252,7 @@ def _record_new(
         for item in decision.new:
             job_id = new_id()
             suffix = Path(item.dest).suffix
-            params = job_params(settings, suffix, background, also, style, ratio).to_json()
+            params = job_params(settings, suffix, background, also, style, picture).to_json()
             key = source_key(job_id, Path(item.file.path).suffix)
             size, error = 0, None
             try:

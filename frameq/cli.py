@@ -25,6 +25,7 @@ from frameq.servers import BROKER_ERRORS, DATABASE_ERRORS, broker_unreachable, d
 from orchestrator.errors import FrameqError, InputError, JobNotFound
 from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, kind_of, output_suffix_for
 from orchestrator.outputs import copy_outputs, stage_output_path
+from orchestrator.params import PictureOptions
 from orchestrator.recipes import MATTE_STAGE, RECIPES, get_recipe
 from orchestrator.schema import JobState
 from orchestrator.settings import PRESETS, Settings
@@ -115,7 +116,7 @@ def run(
     device: str | None,
     background: dict[str, Any] | None,
     style: StyleChoice,
-    ratio: tuple[int, int] | None,
+    picture: PictureOptions,
     with_matte: bool,
 ) -> None:
     """Process INPUT (a video, an image or a directory of them) with RECIPE, here and now."""
@@ -147,7 +148,7 @@ def run(
                 background=background,
                 also_outputs=also,
                 style=style,
-                ratio=ratio,
+                picture=picture,
                 job_id=job_id,
             )
         with ProgressBar(runtime.repo, list(outputs), enabled=sys.stderr.isatty()):

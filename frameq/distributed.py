@@ -17,7 +17,7 @@ from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, FrameqError
 from orchestrator.inputs import output_suffix_for
 from orchestrator.outputs import copy_outputs, output_keys, stage_output_path
-from orchestrator.params import JobParams
+from orchestrator.params import JobParams, PictureOptions
 from orchestrator.recipes import MATTE_STAGE, get_recipe
 from orchestrator.reconcile import reconcile as reconcile_once
 from orchestrator.repository import Repository
@@ -61,7 +61,7 @@ def submit(
     fmt: str | None,
     background: dict[str, Any] | None,
     style: StyleChoice,
-    ratio: tuple[int, int] | None,
+    picture: PictureOptions,
     with_matte: bool,
 ) -> None:
     """Upload INPUT to the store, record its job and queue it; print the job id at once."""
@@ -80,7 +80,7 @@ def submit(
         background=background,
         also_outputs=(MATTE_STAGE,) if with_matte else (),
         style=style,
-        ratio=ratio,
+        picture=picture,
     )
     if job.state == JobState.FAILED:
         click.echo(f"error: {job.error}", err=True)

@@ -1,5 +1,5 @@
 """Options that `frameq run`, `submit` and `batch` share: what the recipe paints with and
-over, and the ratio it crops to."""
+over, and where in the picture it crops or removes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from orchestrator.background import parse_background
-from orchestrator.params import parse_ratio
+from orchestrator.params import PictureOptions, parse_point, parse_ratio
 from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE, StyleChoice, parse_style
 
 R = TypeVar("R")
@@ -28,9 +28,9 @@ STYLE_HELP = (
 
 
 def job_options(command: Callable[..., R]) -> Callable[..., R]:
-    """Add --background, the style options and --ratio to a command (innermost first). The
-    command gets them built: `background`, parse_background's result or None, `style`, a
-    StyleChoice, and `ratio`, (width, height) or None."""
+    """Add --background, the style options, --ratio and --at to a command (innermost first).
+    The command gets them built: `background`, parse_background's result or None, `style`, a
+    StyleChoice, and `picture`, PictureOptions."""
 
     @functools.wraps(command)
     def built(
@@ -42,6 +42,7 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         style_size: int | None,
         no_stabilise: bool,
         ratio: str | None,
+        at: str | None,
         **kwargs: Any,
     ) -> R:
         choice = StyleChoice(
@@ -52,8 +53,8 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
             stabilise=not no_stabilise,
         )
         backdrop = parse_background(background) if background else None
-        aspect = parse_ratio(ratio) if ratio else None
-        return command(*args, background=backdrop, style=choice, ratio=aspect, **kwargs)
+        picture = PictureOptions(parse_ratio(ratio) if ratio else None, parse_point(at) if at else None)
+        return command(*args, background=backdrop, style=choice, picture=picture, **kwargs)
 
     options = [
         click.option("--background", help=BACKGROUND_HELP),
@@ -77,6 +78,9 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         ),
         click.option(
             "--ratio", help="crop: the aspect ratio W:H to cut to (1:1, 4:5, 9:16, ...); default 1:1."
+        ),
+        click.option(
+            "--at", help="inpaint: remove only the person (else the object) under X,Y; default: all."
         ),
     ]
     decorated: Callable[..., R] = built

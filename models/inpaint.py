@@ -60,6 +60,10 @@ STEP_PX = 4  # px: the width of each ring inpaint_shrinking fills
 # What a pixel becomes when nothing in the image is known (the mask covers everything).
 FULL_MASK_FILL = 128
 
+# A point given to remove what is under it may land this far off the thing (in pixels).
+REACH_PX = 8
+GAP_PX = 24  # parts of a mask this close belong to one thing (one person)
+
 _FLAGS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
 
@@ -75,6 +79,30 @@ def prepare_mask(mask: np.ndarray, dilate_px: int = DILATE_PX, threshold: int = 
     if dilate_px == 0 or not binary.any():
         return binary.copy()
     return cv2.dilate(_u8(binary), _disc(dilate_px)).view(np.bool_)
+
+
+def region_at(mask: np.ndarray, x: int, y: int, reach_px: int = REACH_PX) -> np.ndarray | None:
+    """The part of `mask` (bool [H, W]) at pixel (x, y), or at the nearest of its pixels within
+    `reach_px` (a click lands a little off a thin limb); None when there is none. Parts closer
+    than GAP_PX are one: a matte often parts a person at the neck or a thin arm."""
+    height, width = mask.shape
+    if not (0 <= x < width and 0 <= y < height):
+        raise ValueError(f"point {x},{y} is outside the {width}x{height} picture")
+    joined = cv2.dilate(_u8(mask), _disc(GAP_PX // 2)) if mask.any() else _u8(mask)
+    count, labels = cv2.connectedComponents(joined, connectivity=8)
+    if count <= 1:
+        return None
+    y0, x0 = max(0, y - reach_px), max(0, x - reach_px)
+    near = np.where(
+        mask[y0 : y + reach_px + 1, x0 : x + reach_px + 1],
+        labels[y0 : y + reach_px + 1, x0 : x + reach_px + 1],
+        0,
+    )
+    ys, xs = np.nonzero(near)
+    if len(ys) == 0:
+        return None
+    k = int(np.argmin((ys + y0 - y) ** 2 + (xs + x0 - x) ** 2))
+    return (labels == near[ys[k], xs[k]]) & mask  # type: ignore[no-any-return]
 
 
 def inpaint(rgb: np.ndarray, mask: np.ndarray, method: Method = METHOD, radius: int = RADIUS) -> np.ndarray:

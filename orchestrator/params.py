@@ -20,6 +20,7 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 MATTE_MODELS = ("heavy", "full")
 
 
+POINT = re.compile(r"\s*([0-9]+)\s*,\s*([0-9]+)\s*")
 RATIO = re.compile(r"\s*([0-9]+)\s*:\s*([0-9]+)\s*")
 
 
@@ -29,6 +30,26 @@ def parse_ratio(text: str) -> tuple[int, int]:
     if match is None or int(match[1]) == 0 or int(match[2]) == 0:
         raise ConfigError(f"aspect ratio {text!r} is not W:H in positive whole numbers (e.g. 1:1, 4:5, 9:16)")
     return int(match[1]), int(match[2])
+
+
+def parse_point(text: str) -> tuple[int, int]:
+    """A point X,Y in the picture's pixels (0,0 the top left), whole numbers."""
+    match = POINT.fullmatch(text)
+    if match is None:
+        raise ConfigError(f"point {text!r} is not X,Y in whole pixels from the top left (e.g. 120,340)")
+    return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True)
+class PictureOptions:
+    """Where in the picture a recipe works: the aspect ratio `crop` cuts to (width, height),
+    the point whose person or object `inpaint` removes (x, y). None: not asked."""
+
+    ratio: tuple[int, int] | None = None
+    at: tuple[int, int] | None = None
+
+
+NO_PICTURE_OPTIONS = PictureOptions()
 
 
 def check_encoding(crf: int, preset: str) -> None:
@@ -73,6 +94,8 @@ class JobParams:
     stabilise: bool = True
     # crop: the aspect ratio (width, height) of the window kept (None: the recipe's, 1:1)
     crop_ratio: tuple[int, int] | None = None
+    # inpaint: remove only the person, or else the salient object, under this point (x, y)
+    remove_at: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.output_suffix.startswith("."):
@@ -87,6 +110,7 @@ class JobParams:
         data = asdict(self)
         data["also_outputs"] = list(self.also_outputs)
         data["crop_ratio"] = list(self.crop_ratio) if self.crop_ratio else None
+        data["remove_at"] = list(self.remove_at) if self.remove_at else None
         return data
 
     @classmethod
@@ -98,4 +122,5 @@ class JobParams:
         values = dict(data)
         values["also_outputs"] = tuple(values.get("also_outputs") or ())
         values["crop_ratio"] = tuple(values["crop_ratio"]) if values.get("crop_ratio") else None
+        values["remove_at"] = tuple(values["remove_at"]) if values.get("remove_at") else None
         return cls(**values)

@@ -47,6 +47,7 @@ class Recipe:
     background_kinds: tuple[str, ...] = ("colour", "image", "video")  # what it may be
     default_style: str | None = None  # the --style it paints with unless told (a style stage only)
     takes_ratio: bool = False  # --ratio W:H: the aspect ratio it crops to
+    takes_point: bool = False  # --at X,Y: the person or object it removes
     # A video in one segment: a stage must see every frame in one pass (the crop path follows
     # the subject over the whole video), so its work is not split across workers.
     whole_video: bool = False
@@ -194,6 +195,7 @@ RECIPES: dict[str, Recipe] = {
                 Stage("inpaint", "inpaint.people", needs=(MATTE_STAGE,)),
             ),
             output="inpaint",
+            takes_point=True,
         ),
         Recipe(
             name="cutout",

@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.background import background_key
 from orchestrator.errors import InputError, RecipeError, StoreRefused, TransientError
 from orchestrator.inputs import check_file, kind_of
-from orchestrator.params import JobParams
+from orchestrator.params import NO_PICTURE_OPTIONS, JobParams, PictureOptions
 from orchestrator.recipes import Recipe, get_recipe
 from orchestrator.repository import Origin, Repository
 from orchestrator.schema import Job
@@ -29,7 +29,7 @@ def job_params(
     background: dict[str, Any] | None = None,
     also_outputs: tuple[str, ...] = (),
     style: StyleChoice = NO_STYLE_ASKED,
-    ratio: tuple[int, int] | None = None,
+    picture: PictureOptions = NO_PICTURE_OPTIONS,
 ) -> JobParams:
     """What this job fixes now, from the submitter's settings: its workers read it, not their own."""
     return JobParams(
@@ -48,7 +48,8 @@ def job_params(
         preserve_colour=style.preserve_colour,
         style_size=style.size,
         stabilise=style.stabilise,
-        crop_ratio=ratio,
+        crop_ratio=picture.ratio,
+        remove_at=picture.at,
     )
 
 
@@ -68,7 +69,7 @@ def check_request(
     background: dict[str, Any] | None,
     style: StyleChoice,
     also_outputs: tuple[str, ...],
-    ratio: tuple[int, int] | None = None,
+    picture: PictureOptions = NO_PICTURE_OPTIONS,
 ) -> StyleChoice:
     """The caller's mistakes, before any job is recorded: a recipe's background and outputs as
     it takes them. Returns the style the job paints with."""
@@ -85,8 +86,10 @@ def check_request(
             raise RecipeError(
                 f"recipe {recipe}: --background must be {' or '.join(spec.background_kinds)}, not {kind}"
             )
-    if ratio is not None and not spec.takes_ratio:
-        raise RecipeError(f"recipe {recipe} takes no --ratio (crop does)")
+    if picture.ratio is not None and not spec.takes_ratio:
+        raise RecipeError(f"recipe {recipe} takes no aspect ratio (crop does)")
+    if picture.at is not None and not spec.takes_point:
+        raise RecipeError(f"recipe {recipe} takes no point to remove at (inpaint does)")
     style = _style(spec, style)
     for stage in also_outputs:
         if stage == spec.output:
@@ -109,7 +112,7 @@ def submit(
     background: dict[str, Any] | None = None,
     also_outputs: tuple[str, ...] = (),
     style: StyleChoice = NO_STYLE_ASKED,
-    ratio: tuple[int, int] | None = None,
+    picture: PictureOptions = NO_PICTURE_OPTIONS,
     job_id: str | None = None,
     name: str | None = None,
     origin: Origin | None = None,
@@ -125,7 +128,7 @@ def submit(
     interrupted while this runs. `name` is how errors name the input (an upload's own file
     name rather than where it was spooled); `origin`, who submitted it over HTTP.
     """
-    style = check_request(recipe, background, style, also_outputs, ratio)
+    style = check_request(recipe, background, style, also_outputs, picture)
     job_id = job_id or new_id()
     stored_background = dict(background or {})
     if "path" in stored_background:
@@ -146,7 +149,7 @@ def submit(
         batch_id=batch_id,
         origin=origin,
         params=job_params(
-            settings, output_suffix, stored_background or None, also_outputs, style, ratio
+            settings, output_suffix, stored_background or None, also_outputs, style, picture
         ).to_json(),
         image_output_key=output_key(job_id, output_suffix.lstrip(".")) if kind_of(path) == "image" else None,
     )

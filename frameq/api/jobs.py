@@ -57,7 +57,7 @@ from orchestrator.errors import (
 )
 from orchestrator.inputs import output_suffix_for
 from orchestrator.outputs import output_keys
-from orchestrator.params import parse_ratio
+from orchestrator.params import PictureOptions, parse_point, parse_ratio
 from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
 from orchestrator.repository import (
     IdempotencyKeyTaken,
@@ -321,15 +321,16 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
     )
     try:
         ratio = parse_ratio(params.ratio) if params.ratio else None
+        at = parse_point(params.at) if params.at else None
     except ConfigError as exc:
-        raise _problem(422, f"params.ratio: {exc}") from None
+        raise _problem(422, f"params: {exc}") from None
     kwargs: dict[str, Any] = {
         "priority": PRIORITIES[sub.priority],
         "batch_id": sub.batch,
         "background": sub.files.get("background"),
         "also_outputs": (MATTE_STAGE,) if params.with_matte else (),
         "style": sub.files["style"],
-        "ratio": ratio,
+        "picture": PictureOptions(ratio, at),
         "job_id": new_id(),
         "name": sub.name,
         "origin": origin,

@@ -52,6 +52,9 @@ class RecipeParams(BaseModel):
     )
     format: Literal[OUTPUT_FORMATS] | None = Field(None, description="Output format; default by input")  # type: ignore[valid-type]
     with_matte: bool = Field(False, description="Also keep the people's matte as an output")
+    at: str | None = Field(
+        None, max_length=32, description="inpaint: remove only the person (else the object) under X,Y"
+    )
     ratio: str | None = Field(
         None,
         max_length=16,

@@ -118,6 +118,6 @@ def test_another_recipe_or_a_bad_ratio_is_refused(tmp_path: Path, frameq_env: di
     other = run_cli(
         frameq_env, "run", str(src), "-r", "cartoon", "--ratio", "1:1", "-o", str(tmp_path / "o.png")
     )
-    assert other.returncode == 1 and "takes no --ratio" in other.stderr
+    assert other.returncode == 1 and "takes no aspect ratio" in other.stderr
     bad = run_cli(frameq_env, "run", str(src), "-r", "crop", "--ratio", "wide", "-o", str(tmp_path / "o.png"))
     assert bad.returncode == 1 and "not W:H" in bad.stderr

@@ -42,3 +42,36 @@ def test_the_person_is_gone_and_the_rest_of_the_picture_untouched(
     ring &= ~changed
     fill, around = after[person].mean(0), before[ring].mean(0)
     assert np.abs(fill - around).max() < 30, (fill, around)
+
+
+def test_at_a_point_only_the_person_there_goes(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    # Given a picture of two people: the frame beside its mirror image
+    frame, truth = DAVIS / "images" / "lucia" / "00000.jpg", DAVIS / "masks" / "lucia" / "00000.png"
+    with Image.open(frame) as image, Image.open(truth) as mask:
+        rgb = np.asarray(image.convert("RGB"))
+        person = np.asarray(mask.convert("L")) > 127
+    both = np.concatenate([rgb, rgb[:, ::-1]], axis=1)
+    left, right = np.concatenate([person, 0 * person], 1), np.concatenate([0 * person, person[:, ::-1]], 1)
+    src, out = tmp_path / "two.png", tmp_path / "one.png"
+    Image.fromarray(both).save(src)
+    ys, xs = np.nonzero(left)
+    x, y = int(np.median(xs)), int(np.median(ys))
+    # When the one on the left is picked
+    result = run_cli(frameq_env, "run", str(src), "-r", "inpaint", "--at", f"{x},{y}", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    # Then she is gone, as far as the matte finds her (the same frameq's `matte` recipe), and
+    # the other is untouched
+    matte = tmp_path / "matte.png"
+    assert run_cli(frameq_env, "run", str(src), "-r", "matte", "-o", str(matte)).returncode == 0
+    found = np.asarray(Image.open(matte).convert("L")) >= 32
+    after = np.asarray(Image.open(out).convert("RGB"), dtype=float)
+    changed = np.abs(after - both).max(-1) > 0
+    assert changed[found & left.astype(bool)].mean() > 0.95
+    assert not changed[right.astype(bool)].any()
+    # And a point on nothing, off the picture, or for a recipe that removes nothing, is refused
+    grass = run_cli(frameq_env, "run", str(src), "-r", "inpaint", "--at", "700,100", "-o", str(out))
+    assert grass.returncode == 1 and "nothing to remove at 700,100" in grass.stderr
+    off = run_cli(frameq_env, "run", str(src), "-r", "inpaint", "--at", "5000,10", "-o", str(out))
+    assert off.returncode == 1 and "outside the 1708x480 picture" in off.stderr
+    other = run_cli(frameq_env, "run", str(src), "-r", "bg-blur", "--at", "1,1", "-o", str(out))
+    assert other.returncode == 1 and "takes no point to remove at" in other.stderr

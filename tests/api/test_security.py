@@ -690,6 +690,8 @@ def test_server_side_paths_in_params_are_never_opened(
         ({"recipe": "crop", "params": {"ratio": "wide"}}, "ratio"),
         ({"recipe": "crop", "params": {"ratio": "1:0"}}, "ratio"),
         ({"recipe": "cartoon", "params": {"ratio": "1:1"}}, "ratio"),  # cartoon does not crop
+        ({"recipe": "inpaint", "params": {"at": "here"}}, "point"),
+        ({"recipe": "cartoon", "params": {"at": "1,1"}}, "point"),  # cartoon removes nothing
         ({"recipe": "no-such-recipe"}, "recipe"),
         ({"recipe": ""}, "recipe"),
         ({"recipe": "cartoon", "priority": "urgent"}, "priority"),

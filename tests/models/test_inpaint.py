@@ -274,3 +274,20 @@ def test_unknown_methods_and_bad_settings_are_refused(photos: list[np.ndarray]) 
         prepare_mask(mask.view(np.uint8), threshold=0)
     with pytest.raises(ValueError, match="dilate_px"):
         prepare_mask(mask, dilate_px=-1)
+
+
+def test_region_at_picks_the_part_under_the_point_with_its_nearby_pieces() -> None:
+    from models.inpaint import region_at
+
+    mask = np.zeros((100, 200), bool)
+    mask[10:40, 10:30] = True  # a head ...
+    mask[45:90, 5:35] = True  # ... and its body, apart by a few pixels: one person
+    mask[20:80, 150:180] = True  # someone else
+    picked = region_at(mask, 20, 60)
+    assert picked is not None and picked[15, 15] and picked[60, 20] and not picked[50, 160]
+    assert not (picked & ~mask).any()  # only the mask's own pixels
+    near = region_at(mask, 38, 60)  # a few pixels off the body: still it
+    assert near is not None and near[60, 20]
+    assert region_at(mask, 100, 50) is None  # nothing there
+    with pytest.raises(ValueError, match="outside the 200x100 picture"):
+        region_at(mask, 200, 10)

@@ -41,14 +41,14 @@ ANALYSE_FPS = 6.0
 
 
 @cache
-def _saliency(device_name: str) -> Saliency:
+def saliency_model(device_name: str) -> Saliency:
     """Loaded once per worker process, on first use."""
     device = pick_device(device_name)
     return Saliency(device, compute_dtype(device))
 
 
 def smart(ctx: TaskContext, stack: ExitStack) -> Frames:
-    saliency = _saliency(ctx.settings.device)
+    saliency = saliency_model(ctx.settings.device)
     ratio = Fraction(*(ctx.params.crop_ratio or DEFAULT_RATIO))
     if ctx.job.kind == "video":
         return _video(ctx, saliency, ratio)

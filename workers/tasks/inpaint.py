@@ -4,20 +4,61 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from models.inpaint import MATTE_THRESHOLD, remove
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.device import to_tensor
+from models.inpaint import MATTE_THRESHOLD, region_at, remove
+from models.saliency import work_size
+from orchestrator.errors import InputError
 from workers.frames import Batch, Frames
 from workers.runtime import TaskContext
+from workers.tasks.crop import saliency_model
+
+OBJECT_THRESHOLD = 0.5  # U²-Netp's mask is a probability: an object pixel is more likely than not
 
 
 def people(ctx: TaskContext, stack: ExitStack) -> Frames:
-    """The people gone: the matte (the stage's input) is the mask. Each frame on its own (a
+    """The people gone: the matte (the stage's input) is the mask. With `--at X,Y` only what is
+    under the point: the person there, else the salient object there. Each frame on its own (a
     video's fill is not carried from frame to frame)."""
+    at, name = ctx.params.remove_at, ctx.job.input_name
 
     def fn(batch: Batch) -> list:
         (mattes,) = batch.inputs
-        return [
-            remove(rgb, matte, threshold=MATTE_THRESHOLD)
-            for rgb, matte in zip(batch.source, mattes, strict=True)
-        ]
+        out = []
+        for rgb, matte in zip(batch.source, mattes, strict=True):
+            mask = matte >= MATTE_THRESHOLD
+            if at is not None:
+                mask = _under(ctx, rgb, mask, at, name)
+            out.append(remove(rgb, mask))
+        return out
 
     return Frames(fn)
+
+
+def _under(
+    ctx: TaskContext, rgb: np.ndarray, people: np.ndarray, at: tuple[int, int], name: str
+) -> np.ndarray:
+    """The person under the point, else the salient object under it."""
+    try:
+        person = region_at(people, *at)
+        if person is not None:
+            return person
+        thing = region_at(_objects(ctx, rgb), *at)
+    except ValueError as exc:  # the point is off the picture
+        raise InputError(name, str(exc)) from None
+    if thing is None:
+        raise InputError(name, f"nothing to remove at {at[0]},{at[1]}: no person or salient object there")
+    return thing
+
+
+@torch.inference_mode()
+def _objects(ctx: TaskContext, rgb: np.ndarray) -> np.ndarray:
+    """U²-Netp's salient objects of the frame, bool at its size."""
+    model = saliency_model(ctx.settings.device)
+    height, width = rgb.shape[:2]
+    mask = model.objects(to_tensor([rgb], model.device), work_size(height, width))
+    full = F.interpolate(mask.float(), size=(height, width), mode="bilinear", align_corners=False)
+    return full[0, 0].cpu().numpy() >= OBJECT_THRESHOLD  # type: ignore[no-any-return]
