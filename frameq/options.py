@@ -43,6 +43,8 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         no_stabilise: bool,
         ratio: str | None,
         at: str | None,
+        strip_metadata: bool,
+        srgb: bool,
         **kwargs: Any,
     ) -> R:
         choice = StyleChoice(
@@ -53,7 +55,9 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
             stabilise=not no_stabilise,
         )
         backdrop = parse_background(background) if background else None
-        picture = PictureOptions(parse_ratio(ratio) if ratio else None, parse_point(at) if at else None)
+        picture = PictureOptions(
+            parse_ratio(ratio) if ratio else None, parse_point(at) if at else None, strip_metadata, srgb
+        )
         return command(*args, background=backdrop, style=choice, picture=picture, **kwargs)
 
     options = [
@@ -81,6 +85,12 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         ),
         click.option(
             "--at", help="inpaint: remove only the person (else the object) under X,Y; default: all."
+        ),
+        click.option(
+            "--strip-metadata", is_flag=True, help="Images: leave the input's EXIF out of the output."
+        ),
+        click.option(
+            "--srgb", is_flag=True, help="Images: colours converted to sRGB from the input's profile."
         ),
     ]
     decorated: Callable[..., R] = built

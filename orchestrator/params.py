@@ -42,11 +42,16 @@ def parse_point(text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class PictureOptions:
-    """Where in the picture a recipe works: the aspect ratio `crop` cuts to (width, height),
-    the point whose person or object `inpaint` removes (x, y). None: not asked."""
+    """What a job does to the picture besides its recipe's work: the aspect ratio `crop` cuts
+    to (width, height) and the point whose person or object `inpaint` removes (x, y), None when
+    not asked; and for image outputs, whether their metadata (EXIF) is left out and whether
+    their colours are converted to sRGB from the input's colour profile (else the profile is
+    kept with them)."""
 
     ratio: tuple[int, int] | None = None
     at: tuple[int, int] | None = None
+    strip_metadata: bool = False
+    srgb: bool = False
 
 
 NO_PICTURE_OPTIONS = PictureOptions()
@@ -96,6 +101,9 @@ class JobParams:
     crop_ratio: tuple[int, int] | None = None
     # inpaint: remove only the person, or else the salient object, under this point (x, y)
     remove_at: tuple[int, int] | None = None
+    # Image outputs: without the input's EXIF; in sRGB (converted from the input's ICC profile)
+    strip_metadata: bool = False
+    srgb: bool = False
 
     def __post_init__(self) -> None:
         if not self.output_suffix.startswith("."):

@@ -50,6 +50,8 @@ def job_params(
         stabilise=style.stabilise,
         crop_ratio=picture.ratio,
         remove_at=picture.at,
+        strip_metadata=picture.strip_metadata,
+        srgb=picture.srgb,
     )
 
 

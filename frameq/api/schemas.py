@@ -52,6 +52,8 @@ class RecipeParams(BaseModel):
     )
     format: Literal[OUTPUT_FORMATS] | None = Field(None, description="Output format; default by input")  # type: ignore[valid-type]
     with_matte: bool = Field(False, description="Also keep the people's matte as an output")
+    strip_metadata: bool = Field(False, description="Images: leave the input's EXIF out of the output")
+    srgb: bool = Field(False, description="Images: colours converted to sRGB from the input's profile")
     at: str | None = Field(
         None, max_length=32, description="inpaint: remove only the person (else the object) under X,Y"
     )

@@ -86,3 +86,35 @@ def test_directory_mattes_that_would_collide_are_refused(tmp_path: Path, frameq_
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "clip.matte.mp4 would overwrite that of" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_keep_the_colour_profile_and_exif_unless_told(
+    tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    from PIL import ImageCms
+
+    # Given a photo with an sRGB ICC profile, an artist in its EXIF, and an orientation
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x013B] = "Ada"  # Artist
+    exif[0x0112] = 6
+    src = tmp_path / "photo.jpg"
+    Image.fromarray(pattern(2, 120, 80)).save(src, quality=95, exif=exif, icc_profile=srgb)
+    for suffix in (".jpg", ".png", ".webp"):
+        out = tmp_path / f"kept{suffix}"
+        assert run_cli(frameq_env, "run", str(src), "-r", "cartoon", "-o", str(out)).returncode == 0
+        # Then the output carries them, upright and saying so
+        with Image.open(out) as image:
+            assert image.info.get("icc_profile") == srgb, suffix
+            assert image.getexif().get(0x013B) == "Ada" and 0x0112 not in image.getexif(), suffix
+            assert image.size == (80, 120)
+    # And with --strip-metadata no EXIF, with --srgb no profile (the colours converted to sRGB)
+    out = tmp_path / "bare.jpg"
+    assert run_cli(frameq_env, "run", str(src), "-o", str(out), "--strip-metadata", "--srgb").returncode == 0
+    with Image.open(out) as image:
+        assert "icc_profile" not in image.info and len(image.getexif()) == 0
+    # And a profile that cannot be read fails its job, named
+    broken = tmp_path / "broken-profile.jpg"
+    Image.fromarray(pattern(2, 64, 48)).save(broken, icc_profile=b"not an icc profile at all")
+    result = run_cli(frameq_env, "run", str(broken), "-o", str(tmp_path / "x.jpg"), "--srgb")
+    assert result.returncode == 1 and "broken-profile.jpg: its colour profile cannot be read" in result.stderr

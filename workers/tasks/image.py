@@ -19,7 +19,7 @@ from orchestrator.repository import Expansion
 from orchestrator.store import stage_output_key
 from orchestrator.tasktypes import task_type
 from workers.frames import Batch
-from workers.media.images import read_rgb, save_output
+from workers.media.images import Metadata, read_picture, save_output
 from workers.media.probe import probe_image
 from workers.runtime import Result, TaskContext, resolve
 
@@ -29,7 +29,9 @@ def run(ctx: TaskContext) -> Result:
     recipe = get_recipe(job.recipe)
     with ctx.store.reading(job.source_key) as path:
         info = probe_image(path, job.input_name, params.max_pixels)
-        rgb = read_rgb(path, job.input_name)
+        rgb, metadata = read_picture(path, job.input_name, params.srgb)
+    if params.strip_metadata:
+        metadata = Metadata(metadata.icc, None)
     made: dict[str, np.ndarray] = {}
     with ExitStack() as stack:
         for stage in recipe.stages:
@@ -38,7 +40,7 @@ def run(ctx: TaskContext) -> Result:
             if frames.analyse is not None:
                 frames.analyse(batch)
             (made[stage.name],) = frames.fn(batch)
-    size = _write(ctx, made[recipe.output], ctx.output_key)
+    size = _write(ctx, made[recipe.output], ctx.output_key, metadata)
     also = [
         (key, _write(ctx, made[stage], key))
         for stage in params.also_outputs
@@ -48,7 +50,7 @@ def run(ctx: TaskContext) -> Result:
     return Result(size, expansion=Expansion("image", info.summary(), 1, []), also_stored=also)
 
 
-def _write(ctx: TaskContext, pixels: np.ndarray, key: str) -> int:
+def _write(ctx: TaskContext, pixels: np.ndarray, key: str, metadata: Metadata | None = None) -> int:
     with ctx.store.writing(key) as tmp:
-        save_output(pixels, tmp, PurePosixPath(key).suffix)
+        save_output(pixels, tmp, PurePosixPath(key).suffix, metadata)
         return tmp.stat().st_size
