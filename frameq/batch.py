@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -34,6 +36,7 @@ from orchestrator.batches import (
     fingerprint,
     identify,
     scan,
+    source_id,
 )
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
 from orchestrator.errors import ConfigError, InputError
@@ -79,7 +82,7 @@ def batch() -> None:
 
 
 @batch.command("run")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Destination directory.")
 @click.option("-r", "--recipe", default="cartoon", show_default=True, help="See `frameq recipes`.")
 @click.option("--ext", help=f"Only these extensions, comma-separated (default: {','.join(MEDIA_SUFFIXES)}).")
@@ -95,7 +98,7 @@ def batch() -> None:
 @job_options
 @click.option("--with-matte", is_flag=True, help="Also write each output's matte beside it.")
 def run_batch(
-    source: Path,
+    source: str,
     output: Path,
     recipe: str,
     ext: str | None,
@@ -111,7 +114,8 @@ def run_batch(
     picture: PictureOptions,
     with_matte: bool,
 ) -> None:
-    """Process every media file below SOURCE with RECIPE into DEST, mirroring the tree."""
+    """Process every media file below SOURCE (a directory, or s3://bucket/prefix) with RECIPE
+    into DEST, mirroring the tree."""
     settings = Settings.from_env(device=device)
     check_device(settings, device)
     also = (MATTE_STAGE,) if with_matte else ()
@@ -122,14 +126,20 @@ def run_batch(
         exclude=exclude,
         max_bytes=int(max_size * 1e6) if max_size is not None else None,
     )
-    files = scan(source, filters)
+    # Objects of an s3:// source are downloaded here when needed (an unchanged one never is).
+    settings.home.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="batch-", dir=settings.home))
+    click.get_current_context().call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    files = scan(source, filters, scratch)
     if not files:
-        raise InputError(str(source), "no media files the filters take")
+        raise InputError(source, "no media files the filters take")
     check_output_directory(output)
     print_ = fingerprint(recipe, job_params(settings, ".png", background, also, style, picture).to_json())
     runtime = Runtime.open(settings)
     repo = runtime.repo
-    chosen = repo.open_batch(new_id(), batch_key(source, output, print_), str(source), str(output), recipe)
+    chosen = repo.open_batch(
+        new_id(), batch_key(source, output, print_), source_id(source), str(output), recipe
+    )
     items = identify(files, repo.known_items(chosen.id), print_, get_recipe(recipe).alpha)
     check_collisions(items, also)
     decision = decide(items, repo.jobs_for_keys([i.key for i in items]), retry_failed)
@@ -256,8 +266,8 @@ def _record_new(
             key = source_key(job_id, Path(item.file.path).suffix)
             size, error = 0, None
             try:
-                check_file(item.file.local, item.file.path)
-                size = store.put_file(key, item.file.local)
+                check_file(item.file.ready(), item.file.name)
+                size = store.put_file(key, item.file.ready())
             except InputError as exc:
                 error = str(exc)
             except OSError as exc:
@@ -267,7 +277,7 @@ def _record_new(
                 BatchJob(
                     job_id=job_id,
                     recipe=recipe,
-                    input_name=str(item.file.local),
+                    input_name=item.file.name,
                     source_key=key,
                     source_size=size,
                     params=params,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,15 +53,32 @@ class Filters:
 @dataclass(frozen=True)
 class SourceFile:
     path: str  # relative to the source, with "/"
-    local: Path
+    local: Path  # where its bytes are: the file itself, or where an object is downloaded to
     size: int
     mtime_ns: int
+    name: str = ""  # how errors and jobs name it: its path, or its s3:// URL (default: local)
+    fetch: Callable[[], None] | None = None  # an object's download to `local`, done when needed
+
+    def ready(self) -> Path:
+        """Its bytes on this machine (an object is downloaded once, when first needed: an
+        unchanged one never is)."""
+        if self.fetch is not None and not self.local.exists():
+            self.fetch()
+        return self.local
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", str(self.local))
 
 
-def scan(root: Path, filters: Filters) -> list[SourceFile]:
-    """The source's files the filters take, in path order."""
+def scan(source: str, filters: Filters, scratch: Path) -> list[SourceFile]:
+    """The source's files the filters take, in path order: a directory tree, or the objects
+    under an s3://bucket/prefix (downloaded under `scratch` when needed)."""
+    if source.startswith("s3://"):
+        return _scan_s3(source, filters, scratch)
+    root = Path(source)
     if not root.is_dir():
-        raise InputError(str(root), "not a directory")
+        raise InputError(source, "not a directory")
     found = []
     for local in root.rglob("*"):
         if not local.is_file():
@@ -70,6 +87,22 @@ def scan(root: Path, filters: Filters) -> list[SourceFile]:
         stat = local.stat()
         if filters.takes(relative, stat.st_size):
             found.append(SourceFile(relative, local, stat.st_size, stat.st_mtime_ns))
+    return sorted(found, key=lambda f: f.path)
+
+
+def _scan_s3(url: str, filters: Filters, scratch: Path) -> list[SourceFile]:
+    from orchestrator.s3store import S3Store  # boto3 only for an s3:// source
+
+    bucket = S3Store(url.rstrip("/"), scratch)
+    found = []
+    for key, size, mtime_ns in bucket.listing():
+        if filters.takes(key, size):
+            local = scratch / "source" / key
+
+            def fetch(key: str = key, local: Path = local) -> None:
+                bucket.get_file(key, local)
+
+            found.append(SourceFile(key, local, size, mtime_ns, f"{url.rstrip('/')}/{key}", fetch))
     return sorted(found, key=lambda f: f.path)
 
 
@@ -103,11 +136,16 @@ def item_key(content_sha256: str, print_: dict[str, Any]) -> str:
     return hashlib.sha256(f"{content_sha256}\n{_canonical(print_)}".encode()).hexdigest()
 
 
-def batch_key(source: Path, dest: Path, print_: dict[str, Any]) -> str:
+def source_id(source: str) -> str:
+    """A source as the batch knows it: a directory's absolute path, or its s3:// URL."""
+    return source.rstrip("/") if source.startswith("s3://") else str(Path(source).resolve())
+
+
+def batch_key(source: str, dest: Path, print_: dict[str, Any]) -> str:
     """The same command again: the same source, destination, recipe and parameters (output
     formats follow each input, so they are not part of it)."""
     params = {k: v for k, v in print_["params"].items() if k != "output_suffix"}
-    what = [str(source.resolve()), str(dest.resolve()), print_["recipe"], params]
+    what = [source_id(source), str(dest.resolve()), print_["recipe"], params]
     return hashlib.sha256(_canonical(what).encode()).hexdigest()
 
 
@@ -149,7 +187,7 @@ def identify(
     for f in files:
         before = known.get(f.path)
         unchanged = before is not None and (before.size, before.mtime_ns) == (f.size, f.mtime_ns)
-        sha = before.sha256 if before is not None and unchanged else file_sha256(f.local)
+        sha = before.sha256 if before is not None and unchanged else file_sha256(f.ready())
         dest = output_path(f.path, alpha)
         suffix = Path(dest).suffix
         key = item_key(sha, {**print_, "params": {**print_["params"], "output_suffix": suffix}})

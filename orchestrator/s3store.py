@@ -89,6 +89,19 @@ class S3Store:
         cut = len(self.prefix) + 1 if self.prefix else 0
         return sorted(key[cut:] for key in found)
 
+    def listing(self, prefix: str = "") -> list[tuple[str, int, int]]:
+        """(key, size, modification time in ns) of the objects under `prefix`."""
+        found = []
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        with _translated(self._url(prefix)):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            ):
+                for item in page.get("Contents", []):
+                    modified = int(item["LastModified"].timestamp() * 1e9)
+                    found.append((item["Key"][cut:], int(item["Size"]), modified))
+        return sorted(found)
+
     def delete(self, key: str) -> None:
         with _translated(self._url(key)):  # S3 answers a missing key with success too
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

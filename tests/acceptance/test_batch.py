@@ -242,3 +242,32 @@ def wait_ready(cluster: Cluster, workers: int) -> None:
 def batch_jobs(cluster: Cluster) -> list[Job]:
     with cluster.repo.sessions() as s:
         return list(s.scalars(select(Job).where(Job.batch_id.is_not(None))).all())
+
+
+def test_a_library_in_s3_is_read_once_and_mirrored(
+    tmp_path: Path, frameq_env: dict[str, str], s3_env: dict[str, str]
+) -> None:
+    import boto3
+
+    # Given images under a prefix of a bucket (an S3-compatible server)
+    bucket, lib = s3_env["FRAMEQ_TEST_BUCKET"], tmp_path / "library"
+    images = real_images(lib, 5)
+    client = boto3.client("s3")
+    for path in images:
+        client.upload_file(str(path), bucket, f"photos/{path.relative_to(lib).as_posix()}")
+    client.put_object(Bucket=bucket, Key="photos/readme.txt", Body=b"not media")
+    env = {**frameq_env, **{k: v for k, v in s3_env.items() if k.startswith("AWS_")}}
+    dest = tmp_path / "out"
+    # When the prefix goes through a recipe
+    result = run_cli(env, "batch", f"s3://{bucket}/photos", "-r", "cartoon", "-o", str(dest))
+    # Then the tree is mirrored locally, with the objects' URLs in the manifest's jobs
+    assert result.returncode == 0, result.stderr
+    for path in images:
+        with Image.open(dest / path.relative_to(lib)) as out:
+            assert out.size == (96, 64)
+    assert len(manifest(dest)) == 5
+    # And the same command again reads nothing and does nothing
+    again = run_cli(env, "batch", f"s3://{bucket}/photos", "-r", "cartoon", "-o", str(dest))
+    assert again.returncode == 0, again.stderr
+    assert "this run: 0 job(s)" in again.stdout
+    assert not list((Path(frameq_env["FRAMEQ_HOME"])).glob("batch-*"))  # its downloads are gone

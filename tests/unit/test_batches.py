@@ -42,29 +42,36 @@ PRINT = fingerprint(
 
 def test_scan_takes_media_files_the_filters_take(tmp_path: Path) -> None:
     root = library(tmp_path)
-    assert [f.path for f in scan(root, Filters())] == ["a.jpg", "big.mp4", "sub/b.png", "sub/c.jpg"]
-    assert [f.path for f in scan(root, Filters(suffixes=(".jpg",)))] == ["a.jpg", "sub/c.jpg"]
-    assert [f.path for f in scan(root, Filters(include=("sub/*",), exclude=("*.png",)))] == ["sub/c.jpg"]
-    assert "big.mp4" not in [f.path for f in scan(root, Filters(max_bytes=1000))]
+    assert [f.path for f in scan(str(root), Filters(), root)] == [
+        "a.jpg",
+        "big.mp4",
+        "sub/b.png",
+        "sub/c.jpg",
+    ]
+    assert [f.path for f in scan(str(root), Filters(suffixes=(".jpg",)), root)] == ["a.jpg", "sub/c.jpg"]
+    assert [f.path for f in scan(str(root), Filters(include=("sub/*",), exclude=("*.png",)), root)] == [
+        "sub/c.jpg"
+    ]
+    assert "big.mp4" not in [f.path for f in scan(str(root), Filters(max_bytes=1000), root)]
     with pytest.raises(InputError, match="not a directory"):
-        scan(root / "a.jpg", Filters())
+        scan(str(root / "a.jpg"), Filters(), root)
 
 
 def test_identical_content_shares_a_key_and_parameters_change_it(tmp_path: Path) -> None:
     root = library(tmp_path)
-    items = {i.file.path: i for i in identify(scan(root, Filters()), {}, PRINT, alpha=False)}
+    items = {i.file.path: i for i in identify(scan(str(root), Filters(), root), {}, PRINT, alpha=False)}
     assert items["a.jpg"].key == items["sub/c.jpg"].key != items["sub/b.png"].key
     other = fingerprint(
         "cartoon", {"output_suffix": ".png", "crf": 30, "style": {"kind": "builtin", "name": "cartoon"}}
     )
-    again = {i.file.path: i for i in identify(scan(root, Filters()), {}, other, alpha=False)}
+    again = {i.file.path: i for i in identify(scan(str(root), Filters(), root), {}, other, alpha=False)}
     assert again["a.jpg"].key != items["a.jpg"].key
     assert items["big.mp4"].dest == "big.mp4" and items["sub/b.png"].dest == "sub/b.png"
 
 
 def test_an_unchanged_file_keeps_its_recorded_hash_unread(tmp_path: Path) -> None:
     root = library(tmp_path)
-    (f,) = [f for f in scan(root, Filters()) if f.path == "a.jpg"]
+    (f,) = [f for f in scan(str(root), Filters(), root) if f.path == "a.jpg"]
     known = {"a.jpg": Known(f.size, f.mtime_ns, "0" * 64, "job1", 10)}
     (item,) = identify([f], known, PRINT, alpha=False)
     assert item.sha256 == "0" * 64  # not read again
@@ -80,8 +87,8 @@ def test_a_style_file_counts_by_its_content(tmp_path: Path) -> None:
     a = fingerprint("style", {"output_suffix": ".png", "style": {"kind": "image", "path": str(one)}})
     b = fingerprint("style", {"output_suffix": ".png", "style": {"kind": "image", "path": str(two)}})
     assert a == b
-    assert batch_key(tmp_path, tmp_path / "out", a) == batch_key(tmp_path, tmp_path / "out", b)
-    assert batch_key(tmp_path, tmp_path / "out2", a) != batch_key(tmp_path, tmp_path / "out", a)
+    assert batch_key(str(tmp_path), tmp_path / "out", a) == batch_key(str(tmp_path), tmp_path / "out", b)
+    assert batch_key(str(tmp_path), tmp_path / "out2", a) != batch_key(str(tmp_path), tmp_path / "out", a)
 
 
 def item(path: str, key: str) -> Item:
