@@ -11,13 +11,20 @@ times as whole processes, alternating, in one run:
 Prints seconds, items/s and peak memory (RSS) of each, and the ratios loop/batch (the share
 of the loop's speed a batch keeps), loop/run and rerun/batch.
 
-Usage: python bench/library.py [--count 2000] [--size 600x400] [--repeat 1] [--videos 0]
+With --workers 1,2: the same batch in distributed mode (PostgreSQL, Redis, a shared local
+store) on 1 and on 2 `frameq worker -Q image` processes, the machine's cores split between
+them, timed from the command's start to its end; items/s of each and their ratio. Needs
+PostgreSQL (FRAMEQ_BENCH_POSTGRES_URL, default the local server) and Redis
+(FRAMEQ_BENCH_REDIS_URL, default redis://127.0.0.1:6379/14).
+
+Usage: python bench/library.py [--count 2000] [--size 600x400] [--repeat 1] [--videos 0] [--workers 1,2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -28,6 +35,8 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+PG = os.environ.get("FRAMEQ_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("FRAMEQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 DAVIS = ROOT.parent / "shared" / "data" / "davis-dev" / "images"
 
 
@@ -97,6 +106,50 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def distributed(lib: Path, tmp: Path, workers: int, env: dict[str, str]) -> float:
+    """Seconds of `frameq batch` over `lib` on `workers` image workers, in a fresh database."""
+    import redis
+    from sqlalchemy import create_engine, text
+
+    name = f"frameq_bench_{secrets.token_hex(4)}"
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+    redis.Redis.from_url(REDIS).flushdb()
+    cluster = {
+        **env,
+        "FRAMEQ_HOME": str(tmp / f"home-w{workers}"),
+        "FRAMEQ_DATABASE_URL": PG.rsplit("/", 1)[0] + f"/{name}",
+        "FRAMEQ_BROKER_URL": REDIS,
+        "FRAMEQ_STORE_URL": f"file://{tmp / f'store-w{workers}'}",
+    }
+    frameq = [sys.executable, "-m", "frameq"]
+    procs = []
+    try:
+        subprocess.run([*frameq, "db", "upgrade"], env=cluster, check=True, capture_output=True)
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for _ in range(workers):
+            worker = [*frameq, "worker", "-Q", "image", "-c", "1", "--loglevel", "WARNING"]
+            procs.append(
+                subprocess.Popen(
+                    worker,
+                    env={**cluster, "OMP_NUM_THREADS": threads},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        time.sleep(8)  # workers up and waiting: the batch measures work, not their start-up
+        batch = [*frameq, "batch", str(lib), "-r", "cartoon", "-o", str(tmp / f"out-w{workers}")]
+        return timed(batch, cluster)[0]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what")
@@ -107,6 +160,8 @@ def main() -> None:
     parser.add_argument("--size", default="600x400")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each")
     parser.add_argument("--videos", type=int, default=0, help="short 480p clips added to the library")
+    parser.add_argument("--workers", help="also distributed, on these numbers of workers (e.g. 1,2)")
+    parser.add_argument("--no-embedded", action="store_true", help="only the distributed runs")
     args = parser.parse_args()
     if args.what == "loop":
         loop(args.src, args.dst)
@@ -121,6 +176,15 @@ def main() -> None:
         print(f"library: {args.count} images {width}x{height} (real content), {args.videos} clips")
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEQ_")}
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `frameq` sets it for itself
+        if args.workers:
+            seconds = {n: distributed(lib, tmp, n, env) for n in map(int, args.workers.split(","))}
+            for n, s in seconds.items():
+                print(f"distributed, {n} worker(s): {s:.1f} s, {items / s:.1f} items/s")
+            if len(seconds) > 1:
+                (a, sa), (b, sb) = sorted(seconds.items())[0], sorted(seconds.items())[-1]
+                print(f"{b} workers / {a}: {sa / sb:.2f}x the items/s")
+        if args.no_embedded:
+            return
         results: dict[str, list[tuple[float, float]]] = {"loop": [], "batch": [], "run": [], "rerun": []}
         for r in range(args.repeat):
             out = tmp / f"out{r}"
