@@ -55,6 +55,7 @@ from orchestrator.tasktypes import queue_for
 
 LEASE_S = 300.0
 KEYS_PER_QUERY = 500  # values bound in one IN list or insert: well within every database's limit
+JOBS_PER_STATEMENT = 10_000  # job ids in one progress statement (SQLite binds 32,766 at most)
 IDEMPOTENCY_CONSTRAINT = "uq_jobs_tenant_idempotency"  # schema.Job's (tenant, idempotency_key)
 
 
@@ -465,8 +466,21 @@ class Repository:
         check_limits(origin.tenant, active, frames, origin.max_active_jobs, origin.max_queued_frames)
 
     def progress(self, job_ids: Sequence[str]) -> Progress:
-        """Totals over these jobs in one statement: a bar over a directory of thousands of files
-        asks several times a second, and a few queries per job would load the database."""
+        """Totals over these jobs in one statement per KEYS_PER_QUERY of them: a bar over a
+        directory of thousands of files asks several times a second, and a few queries per job
+        would load the database."""
+        parts = [
+            self._progress(job_ids[i : i + KEYS_PER_QUERY]) for i in range(0, len(job_ids), KEYS_PER_QUERY)
+        ]
+        return Progress(
+            sum(p.jobs for p in parts),
+            sum(p.jobs_finished for p in parts),
+            sum(p.frames_total for p in parts),
+            sum(p.frames_done for p in parts),
+            next((p.current_stage for p in parts if p.current_stage), None),
+        )
+
+    def _progress(self, job_ids: Sequence[str]) -> Progress:
         picked = select(Job.id, Job.frames_total, Job.finished_at).where(Job.id.in_(job_ids)).cte("picked")
         work = (
             select(
@@ -747,11 +761,14 @@ class Repository:
 
     def running_tasks(self, job_ids: Sequence[str]) -> list[tuple[int, str | None]]:
         """(id, worker) of these jobs' running tasks."""
+        found: list[tuple[int, str | None]] = []
         with self.sessions() as s:
-            query = select(Task.id, Task.worker).where(
-                Task.job_id.in_(job_ids), Task.state == TaskState.RUNNING
-            )
-            return [(task_id, worker) for task_id, worker in s.execute(query).all()]
+            for start in range(0, len(job_ids), KEYS_PER_QUERY):
+                query = select(Task.id, Task.worker).where(
+                    Task.job_id.in_(job_ids[start : start + KEYS_PER_QUERY]), Task.state == TaskState.RUNNING
+                )
+                found += [(task_id, worker) for task_id, worker in s.execute(query).all()]
+        return found
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -925,7 +942,11 @@ class Repository:
 
     def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
         with self.sessions() as s:
-            return {job.id: job for job in s.scalars(select(Job).where(Job.id.in_(job_ids))).all()}
+            return {
+                job.id: job
+                for start in range(0, len(job_ids), KEYS_PER_QUERY)
+                for job in s.scalars(select(Job).where(Job.id.in_(job_ids[start : start + KEYS_PER_QUERY])))
+            }
 
     def heartbeat_many(self, task_ids: Sequence[int], lease_s: float, worker: str) -> set[int]:
         """Extend the leases of a group's tasks; returns those this worker still holds (the
