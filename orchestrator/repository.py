@@ -466,12 +466,11 @@ class Repository:
         check_limits(origin.tenant, active, frames, origin.max_active_jobs, origin.max_queued_frames)
 
     def progress(self, job_ids: Sequence[str]) -> Progress:
-        """Totals over these jobs in one statement per KEYS_PER_QUERY of them: a bar over a
+        """Totals over these jobs in one statement (one per JOBS_PER_STATEMENT): a bar over a
         directory of thousands of files asks several times a second, and a few queries per job
         would load the database."""
-        parts = [
-            self._progress(job_ids[i : i + KEYS_PER_QUERY]) for i in range(0, len(job_ids), KEYS_PER_QUERY)
-        ]
+        step = JOBS_PER_STATEMENT
+        parts = [self._progress(job_ids[i : i + step]) for i in range(0, len(job_ids), step)]
         return Progress(
             sum(p.jobs for p in parts),
             sum(p.jobs_finished for p in parts),
