@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     CursorResult,
+    DateTime,
     Update,
     and_,
     bindparam,
@@ -97,6 +98,9 @@ class ImageDone:
     size_bytes: int
     media: dict[str, Any]
     also_stored: list[tuple[str, int]] = field(default_factory=list)
+    # When its own work began and ended (not the group's), on the database's clock
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -909,19 +913,28 @@ class Repository:
             return task
 
     def claim_images(
-        self, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] | None = None
+        self, worker: str, lease_s: float, limit: int, priority: int, job_ids: Sequence[str] | None = None
     ) -> list[Task]:
-        """Take up to `limit` ready image tasks (highest job priority first, then oldest) for
-        this worker in one transaction: a group of small images shares one claim, one lease
-        and one completion. Rows another worker is taking are skipped, not waited for."""
+        """Take up to `limit` ready image tasks of jobs at `priority` (the group's first task's:
+        a job of another priority never waits for a group to end), oldest first, for this
+        worker in one transaction: a group of images shares one claim, one lease and one
+        completion. Only tasks never tried before: a task given back (its worker died, or a
+        passing error) runs alone, so a poison image cannot use up its neighbours' attempts.
+        Rows another worker is taking are skipped, not waited for."""
         if limit <= 0:
             return []
         now = db_now()
         pick = (
             select(Task.id)
             .join(Job, Job.id == Task.job_id)
-            .where(Task.state == TaskState.READY, Task.name == IMAGE_TASK)
-            .order_by(Job.priority.desc(), Task.id)
+            .where(
+                Task.state == TaskState.READY,
+                Task.queue == queue_for(IMAGE_TASK),  # the (state, queue) index
+                Task.name == IMAGE_TASK,
+                Task.attempts == 0,
+                Job.priority == priority,
+            )
+            .order_by(Task.id)
             .limit(limit)
             .with_for_update(of=Task, skip_locked=True)
         )
@@ -947,10 +960,25 @@ class Repository:
                 for job in s.scalars(select(Job).where(Job.id.in_(job_ids[start : start + KEYS_PER_QUERY])))
             }
 
+    def give_back_untried(self, task_ids: Sequence[int], worker: str) -> int:
+        """Members of a group that never started (the group stopped early): ready again, the
+        attempt their claim counted not counted."""
+        if not task_ids:
+            return 0
+        with self.sessions.begin() as s:
+            _lock_in_order(s, task_ids)
+            return _changed(
+                s,
+                update(Task)
+                .where(Task.id.in_(task_ids), Task.state == TaskState.RUNNING, Task.worker == worker)
+                .values(state=TaskState.READY, worker=None, lease_until=None, attempts=Task.attempts - 1),
+            )
+
     def heartbeat_many(self, task_ids: Sequence[int], lease_s: float, worker: str) -> set[int]:
         """Extend the leases of a group's tasks; returns those this worker still holds (the
         others were cancelled or taken over)."""
         with self.sessions.begin() as s:
+            _lock_in_order(s, task_ids)
             return set(
                 s.scalars(
                     update(Task)
@@ -970,6 +998,7 @@ class Repository:
         now = db_now()
         by_task = {d.task_id: d for d in done}
         with self.sessions.begin() as s:
+            _lock_in_order(s, list(by_task))
             rows = s.execute(
                 update(Task)
                 .where(
@@ -995,19 +1024,34 @@ class Repository:
                 for key, size in [(output, by_task[task_id].size_bytes), *by_task[task_id].also_stored]
             ]
             self._upsert_artifacts(s, artifacts)
+            # Each task's and job's own times: the group's claim and completion are not theirs.
+            times = [
+                {"b_start": by_task[task_id].started_at, "b_end": by_task[task_id].finished_at}
+                for task_id, _, _ in rows
+            ]
+            s.connection().execute(
+                update(Task)
+                .where(Task.id == bindparam("b_id"))
+                .values(
+                    started_at=func.coalesce(bindparam("b_start", type_=DateTime), Task.started_at),
+                    finished_at=func.coalesce(bindparam("b_end", type_=DateTime), Task.finished_at),
+                ),
+                [{"b_id": task_id, **time} for (task_id, _, _), time in zip(rows, times, strict=True)],
+            )
             s.connection().execute(
                 update(Job)
-                .where(Job.id == bindparam("b_id"), Job.state == JobState.RUNNING)
+                .where(Job.id == bindparam("b_job"), Job.state == JobState.RUNNING)
                 .values(
                     state=JobState.DONE,
                     output_key=bindparam("b_output"),
                     media=bindparam("b_media", type_=JSON),
-                    finished_at=now,
+                    started_at=func.coalesce(bindparam("b_start", type_=DateTime), Job.started_at),
+                    finished_at=func.coalesce(bindparam("b_end", type_=DateTime), now),
                     collected_at=now,
                 ),
                 [
-                    {"b_id": job_id, "b_output": output, "b_media": by_task[task_id].media}
-                    for task_id, job_id, output in rows
+                    {"b_job": job_id, "b_output": output, "b_media": by_task[task_id].media, **time}
+                    for (task_id, job_id, output), time in zip(rows, times, strict=True)
                 ],
             )
             return [job_id for _, job_id, _ in rows]
@@ -1235,6 +1279,13 @@ class Repository:
         job that finished meanwhile is left as it is, and not counted."""
         now = db_now()
         unfinished = [*which, Job.state.not_in(FINISHED_JOB_STATES)]
+        if s.get_bind().dialect.name == "postgresql":  # the rows in id order, as a group takes them
+            s.execute(
+                select(Task.id)
+                .where(Task.job_id.in_(select(Job.id).where(*unfinished)))
+                .order_by(Task.id)
+                .with_for_update()
+            )
         s.execute(
             update(Task)
             .where(
@@ -1307,6 +1358,14 @@ def _taken_by(worker: str, lease_s: float, now: Any) -> dict[Any, Any]:
         Task.frames_done: 0,
         Task.error: None,
     }
+
+
+def _lock_in_order(s: Session, task_ids: Sequence[int]) -> None:
+    """Take these task rows' locks in id order (PostgreSQL), as every statement over several
+    tasks of a group does: two transactions locking the same rows in different orders could
+    deadlock."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(Task.id).where(Task.id.in_(task_ids)).order_by(Task.id).with_for_update())
 
 
 def _start_jobs(s: Session, job_ids: Sequence[str], now: Any) -> None:

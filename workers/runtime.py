@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import cache, cached_property
 from typing import Any
 
@@ -205,9 +206,12 @@ class Outcome:
     retry_in_s: float | None = None
 
 
-# Small images claimed, run and recorded together: a group shares one claim, one lease and
-# one completion. A high-priority job submitted meanwhile waits at most one group.
+# Images claimed, run and recorded together: a group shares one claim, one lease and one
+# completion. A group holds jobs of one priority only, so a job of another priority never waits
+# for one to end; one submitted meanwhile starts once this worker's group is done.
 IMAGE_GROUP = 16
+# A group's completion, tried again this often when the database refuses it for a moment.
+COMPLETE_TRIES = 3
 
 
 def execute(runtime: Runtime, task_id: int, job_ids: Sequence[str] | None = None) -> Outcome:
@@ -218,7 +222,12 @@ def execute(runtime: Runtime, task_id: int, job_ids: Sequence[str] | None = None
     if task is None:
         return Outcome()  # another worker has it, or it is already finished
     if task.name == IMAGE_TASK:
-        more = repo.claim_images(runtime.name, runtime.settings.lease_s, IMAGE_GROUP - 1, job_ids)
+        priority = repo.get_job(task.job_id).priority
+        more = (
+            []
+            if task.attempts > 1
+            else repo.claim_images(runtime.name, runtime.settings.lease_s, IMAGE_GROUP - 1, priority, job_ids)
+        )
         return _execute_images(runtime, [task, *more])
     job = repo.get_job(task.job_id)
     started, read_before = time.perf_counter(), runtime.store.bytes_read
@@ -242,27 +251,54 @@ def execute(runtime: Runtime, task_id: int, job_ids: Sequence[str] | None = None
 
 def _execute_images(runtime: Runtime, tasks: list[Task]) -> Outcome:
     """A group of image tasks, one after the other under one lease keeper; the finished ones
-    recorded in one transaction at the end (a failed one is recorded as it fails)."""
+    recorded in one transaction at the end, however the group ends (a failed one is recorded
+    as it fails). A passing error stops the group: it would likely meet the next ones too, so
+    they go back untried, their attempts not counted."""
     repo = runtime.repo
     jobs = repo.get_jobs([t.job_id for t in tasks])
-    started = time.perf_counter()
+    claimed_at, claimed = tasks[0].started_at, time.perf_counter()  # the database's clock, ours
+
+    def at() -> datetime | None:
+        return claimed_at + timedelta(seconds=time.perf_counter() - claimed) if claimed_at else None
+
     done: list[ImageDone] = []
+    untried = [t.id for t in tasks]
     retry_in_s = None
-    with LeaseKeeper(repo, [t.id for t in tasks], runtime.name, runtime.settings.lease_s) as keeper:
-        for task in tasks:
-            lease = keeper.leases[task.id]
-            if lease.lost.is_set():
-                continue  # cancelled while the group ran
-            result = _attempt(runtime, task, jobs[task.job_id], lease)
-            if isinstance(result, Outcome):
-                if task is tasks[0]:  # the one the caller asked for: a retry is its to schedule
-                    retry_in_s = result.retry_in_s
-                continue
-            media = result.expansion.media if result.expansion else {}
-            done.append(ImageDone(task.id, result.size_bytes, media, result.also_stored))
-    repo.complete_images(done, runtime.name)
-    log.info("%s image task(s) done in %.2fs", len(done), time.perf_counter() - started)
+    try:
+        with LeaseKeeper(repo, [t.id for t in tasks], runtime.name, runtime.settings.lease_s) as keeper:
+            for task in tasks:
+                untried.remove(task.id)
+                lease = keeper.leases[task.id]
+                if lease.lost.is_set():
+                    continue  # cancelled while the group ran
+                began = at()
+                result = _attempt(runtime, task, jobs[task.job_id], lease)
+                if isinstance(result, Outcome):
+                    if result.retry_in_s is not None:  # given back: the rest go back untried
+                        retry_in_s = result.retry_in_s if task is tasks[0] else None
+                        break
+                    continue
+                media = result.expansion.media if result.expansion else {}
+                done.append(ImageDone(task.id, result.size_bytes, media, result.also_stored, began, at()))
+    finally:  # an interrupt, too, keeps what is finished
+        _complete_images(runtime, done)
+        repo.give_back_untried(untried, runtime.name)
+    log.info("%s image task(s) done in %.2fs", len(done), time.perf_counter() - claimed)
     return Outcome(retry_in_s=retry_in_s)
+
+
+def _complete_images(runtime: Runtime, done: list[ImageDone]) -> None:
+    """Record a group's finished images; a database that refuses for a moment is asked again
+    (the completion only takes tasks this worker still runs: asking twice is harmless)."""
+    for attempt in range(1, COMPLETE_TRIES + 1):
+        try:
+            runtime.repo.complete_images(done, runtime.name)
+            return
+        except OperationalError as exc:
+            if attempt == COMPLETE_TRIES:
+                raise
+            log.warning("recording %s image task(s) failed, again: %s", len(done), exc)
+            time.sleep(0.5 * attempt)
 
 
 def _attempt(runtime: Runtime, task: Task, job: Job, lease: TaskLease) -> Result | Outcome:
