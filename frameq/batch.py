@@ -30,6 +30,7 @@ from frameq.progress import ProgressBar
 from orchestrator.batches import (
     Decision,
     Filters,
+    already_written,
     batch_key,
     check_collisions,
     decide,
@@ -39,7 +40,7 @@ from orchestrator.batches import (
     source_id,
 )
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
-from orchestrator.errors import ConfigError, InputError
+from orchestrator.errors import ConfigError, FrameqError, InputError
 from orchestrator.inputs import MEDIA_SUFFIXES, check_file, kind_of
 from orchestrator.outputs import copy_outputs
 from orchestrator.params import PictureOptions
@@ -90,7 +91,7 @@ def batch() -> None:
 @click.option("--exclude", multiple=True, help="Leave out paths matching this glob; repeatable.")
 @click.option("--max-size", type=float, help="Leave out files larger than this many MB.")
 @click.option("--dry-run", is_flag=True, help="List what would be done, and do nothing.")
-@click.option("--retry-failed", is_flag=True, help="Try again the items that failed before.")
+@click.option("--skip-failed", is_flag=True, help="Leave the items that failed before as they are.")
 @click.option(
     "--priority", type=click.Choice(list(PRIORITIES)), default="bulk", show_default=True, help="Job priority."
 )
@@ -106,7 +107,7 @@ def run_batch(
     exclude: tuple[str, ...],
     max_size: float | None,
     dry_run: bool,
-    retry_failed: bool,
+    skip_failed: bool,
     priority: str,
     device: str | None,
     background: dict[str, Any] | None,
@@ -123,7 +124,7 @@ def run_batch(
     filters = Filters(
         suffixes=_suffixes(ext) if ext else MEDIA_SUFFIXES,
         include=include,
-        exclude=exclude,
+        exclude=(*exclude, *_inside(source, output)),
         max_bytes=int(max_size * 1e6) if max_size is not None else None,
     )
     # Objects of an s3:// source are downloaded here when needed (an unchanged one never is).
@@ -140,9 +141,14 @@ def run_batch(
     chosen = repo.open_batch(
         new_id(), batch_key(source, output, print_), source_id(source), str(output), recipe
     )
-    items = identify(files, repo.known_items(chosen.id), print_, get_recipe(recipe).alpha)
+    known = repo.known_items(chosen.id)
+    items = identify(files, known, print_, get_recipe(recipe).alpha)
     check_collisions(items, also)
-    decision = decide(items, repo.jobs_for_keys([i.key for i in items]), retry_failed)
+    already_written(items, known, output)
+    forgotten = sorted(set(known) - {f.path for f in files})  # gone from the source, or filtered out
+    repo.forget_items(chosen.id, forgotten)
+    open_keys = [i.key for i in items if i.job_id is None]
+    decision = decide(items, repo.jobs_for_keys(open_keys), retry_failed=not skip_failed)
     _say_plan(chosen.id, decision)
     if dry_run:
         for item in decision.new:
@@ -181,9 +187,11 @@ def run_batch(
         interrupted = True
         if settings.embedded:
             reclaim_orphans(runtime, [i.job_id for i in items if i.job_id], mine=True)
-    rows = _write_outputs(runtime, chosen.id, output)
+    rows, problems = _write_outputs(runtime, chosen.id, output)
     _write_manifest(output / MANIFEST, rows)
     failed = _say_summary(chosen.id, rows)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
     elapsed = time.monotonic() - started
     ran = set(pending)
     made = len({r.job_id for r in rows if r.job_id in ran and r.state == JobState.DONE})
@@ -192,7 +200,10 @@ def run_batch(
     if interrupted:
         click.echo("interrupted: run the same command again to go on", err=True)
         sys.exit(130)
-    if failed:
+    # Embedded, a job another process runs (another batch sharing an item) may still be going.
+    if under_way := sum(1 for r in rows if r.state in (JobState.QUEUED, JobState.RUNNING)):
+        click.echo(f"{under_way} item(s) still under way elsewhere: run the command again later", err=True)
+    if failed or problems or under_way:
         sys.exit(1)
 
 
@@ -313,8 +324,17 @@ def _dispatch_and_wait(runtime: Runtime, settings: Settings, pending: Sequence[s
             time.sleep(POLL_S)
 
 
-def _write_outputs(runtime: Runtime, batch_id: str, dest: Path) -> list[BatchRow]:
-    """Copy every done item's output that is not in DEST yet; returns the batch's rows."""
+def _inside(source: str, dest: Path) -> tuple[str, ...]:
+    """A DEST inside SOURCE is left out of it: its outputs are no new inputs."""
+    if source.startswith("s3://"):
+        return ()
+    root, out = Path(source).resolve(), dest.resolve()
+    return (f"{out.relative_to(root).as_posix()}/*",) if out.is_relative_to(root) and out != root else ()
+
+
+def _write_outputs(runtime: Runtime, batch_id: str, dest: Path) -> tuple[list[BatchRow], list[str]]:
+    """Copy every done item's output that is not in DEST yet; returns the batch's rows and
+    the items whose output could not be copied, with why (the others are copied all the same)."""
     rows = runtime.repo.batch_report(batch_id)
     todo = [
         r
@@ -323,14 +343,21 @@ def _write_outputs(runtime: Runtime, batch_id: str, dest: Path) -> list[BatchRow
         and (r.written_size is None or not _same_size(dest / r.dest, r.written_size))
     ]
     jobs = runtime.repo.get_jobs(sorted({str(r.job_id) for r in todo}))
-    written = []
+    written, problems = [], []
     for row in todo:
         path = dest / row.dest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        copy_outputs(runtime.store, jobs[str(row.job_id)], path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            copy_outputs(runtime.store, jobs[str(row.job_id)], path)
+        except (FrameqError, OSError) as exc:
+            problems.append(f"{row.path}: output not written ({exc})")
+            continue
         written.append((row.path, path.stat().st_size))
+        if len(written) == CHUNK:  # recorded as they go: an interrupt keeps what was copied
+            runtime.repo.record_written(batch_id, written)
+            written = []
     runtime.repo.record_written(batch_id, written)
-    return runtime.repo.batch_report(batch_id) if written else rows
+    return (runtime.repo.batch_report(batch_id) if todo else rows), problems
 
 
 def _same_size(path: Path, size: int) -> bool:

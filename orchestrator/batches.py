@@ -6,8 +6,11 @@ Before any work, `frameq batch` decides what each file of the source needs:
 - its item key: that hash with the recipe and every parameter of the job (orchestrator/params),
   the style or background file by its content too. Two files of one key make the same output;
 - a job: the one that already makes its key (done with its output in the store, or under
-  way, in this batch or any other), else a new one. Identical files share one job, and a
-  failed item is tried again only when asked (`--retry-failed`): the same bytes fail the same way.
+  way, in this batch or any other), else a new one. Identical files share one job. A failed
+  item is tried again on the next run (a corrupt file fails again at once; one that failed
+  for want of a model file or a store gets its chance), unless the run is told to skip them;
+- an item whose output this batch already copied to the destination, from the same bytes,
+  is done whatever became of its job (its stored output may have expired since).
 
 New jobs are recorded in bulk (`Repository.create_batch_jobs`, one transaction per chunk), at
 bulk priority. Outputs are copied to the destination once their job is done, and each copy
@@ -19,9 +22,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orchestrator.errors import InputError
@@ -29,6 +33,7 @@ from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, kind_of
 from orchestrator.outputs import stage_output_path
 
 HASH_CHUNK = 1 << 20
+log = logging.getLogger("frameq.batch")
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,10 @@ def _scan_s3(url: str, filters: Filters, scratch: Path) -> list[SourceFile]:
     bucket = S3Store(url.rstrip("/"), scratch)
     found = []
     for key, size, mtime_ns in bucket.listing():
+        parts = PurePosixPath(key).parts
+        if key.startswith("/") or not parts or any(p in ("", ".", "..") for p in parts) or "//" in key:
+            log.warning("%s/%s left out: a key that is no relative path", url, key)
+            continue  # it would name a place outside the scratch folder and the destination
         if filters.takes(key, size):
             local = scratch / "source" / key
 
@@ -219,13 +228,33 @@ class Decision:
         return sum(1 for item in self.items if item.state == state)
 
 
+def already_written(items: Sequence[Item], known: dict[str, Known], dest: Path) -> None:
+    """Mark done the items whose output this batch copied to `dest` from the same bytes, and
+    which are still there at that size."""
+    for item in items:
+        before = known.get(item.file.path)
+        if before is None or before.job_id is None or before.written_size is None:
+            continue
+        if before.sha256 == item.sha256 and _size(dest / item.dest) == before.written_size:
+            item.job_id, item.state = before.job_id, "done"
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def decide(items: list[Item], existing: dict[str, tuple[str, str]], retry_failed: bool) -> Decision:
-    """Give each item its job: `existing` maps item keys to (job id, state) of the job that
-    makes that key (Repository.jobs_for_keys). A failed one is reused unless `retry_failed`.
-    Items of one key without a job share the first one's new job."""
+    """Give each item without one its job: `existing` maps item keys to (job id, state) of the
+    job that makes that key (Repository.jobs_for_keys). A failed one is reused unless
+    `retry_failed`. Items of one key without a job share the first one's new job."""
     decision = Decision(items)
     first_of: dict[str, Item] = {}
     for item in items:
+        if item.job_id is not None:  # decided already (already_written)
+            continue
         job = existing.get(item.key)
         if job is not None and not (retry_failed and job[1] == "failed"):
             item.job_id, item.state = job

@@ -721,6 +721,13 @@ class Repository:
                 )
             )
 
+    def forget_items(self, batch_id: str, paths: Sequence[str]) -> None:
+        """Items no longer in the batch's source (or left out by its filters now)."""
+        with self.sessions.begin() as s:
+            for start in range(0, len(paths), KEYS_PER_QUERY):
+                chunk = paths[start : start + KEYS_PER_QUERY]
+                s.execute(delete(BatchItem).where(BatchItem.batch_id == batch_id, BatchItem.path.in_(chunk)))
+
     def record_written(self, batch_id: str, written: Sequence[tuple[str, int]]) -> None:
         """Items whose output was copied to the destination: (path, size of the output)."""
         if written:

@@ -100,6 +100,7 @@ def map_frames(ctx: TaskContext, frames: Frames) -> Result:
             rows = _rows([source], True, [], ctx.job.input_name, Fraction(ctx.job.media["time_base"]))
             for batch in batched(prefetch(rows, 2 * ctx.params.batch_frames), ctx.params.batch_frames):
                 frames.analyse(_batch(batch, 0, Fraction(ctx.job.media["time_base"])))
+                ctx.progress(0)  # no frame made yet, but a cancel stops the first pass too
     return _map_segment(ctx, fn, parts, reads_source, warmup, frames.size)
 
 

@@ -25,7 +25,6 @@ from models.smartcrop import (
     colour_histogram,
     crop_path,
     histogram_distance,
-    shot_changes,
     window_size,
 )
 from models.weights import ModelMissingError
@@ -71,16 +70,22 @@ def _video(ctx: TaskContext, saliency: Saliency, ratio: Fraction) -> Frames:
     size = window_size(width, height, ratio, even=True)  # H.264 4:2:0 wants even sides
     fps = float(Fraction(media["avg_rate"])) or 30.0
     every = max(1, round(fps / ANALYSE_FPS))
-    histograms: list[np.ndarray] = []
+    seen = [0]  # frames analysed so far
+    last: list[np.ndarray] = []  # the previous frame's colour histogram
+    cuts: list[int] = []  # frames that start a new shot (shot_changes' rule, as they come)
     centres: dict[int, tuple[float, float]] = {}  # of the analysed frames' best windows
     path: list[Window] = []
 
     def analyse(batch: Batch) -> None:
         picked = []
         for rgb in batch.source:
-            i = len(histograms)
-            histograms.append(colour_histogram(rgb))
-            if i % every == 0 or histogram_distance(histograms[i - 1], histograms[i]) > CUT_DISTANCE:
+            i, histogram = seen[0], colour_histogram(rgb)
+            seen[0] += 1
+            cut = bool(last) and histogram_distance(last[0], histogram) > CUT_DISTANCE
+            last[:] = [histogram]
+            if cut:
+                cuts.append(i)
+            if i % every == 0 or cut:
                 picked.append((i, rgb))
         if picked:
             maps = _maps(saliency, [rgb for _, rgb in picked])
@@ -89,8 +94,7 @@ def _video(ctx: TaskContext, saliency: Saliency, ratio: Fraction) -> Frames:
 
     def fn(batch: Batch) -> list:
         if not path:
-            cuts = shot_changes(histograms)
-            path.extend(crop_path(_targets(centres, len(histograms), cuts), cuts, width, height, size, fps))
+            path.extend(crop_path(_targets(centres, seen[0], cuts), cuts, width, height, size, fps))
         windows = path[position[0] : position[0] + len(batch)]
         position[0] += len(batch)
         return [_cut(rgb, w) for rgb, w in zip(batch.source, windows, strict=True)]

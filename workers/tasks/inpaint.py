@@ -50,6 +50,8 @@ def _under(
     except ValueError as exc:  # the point is off the picture
         raise InputError(name, str(exc)) from None
     if thing is None:
+        if ctx.job.kind == "video":  # the subject has moved off the point: this frame keeps all
+            return np.zeros_like(people)
         raise InputError(name, f"nothing to remove at {at[0]},{at[1]}: no person or salient object there")
     return thing
 
