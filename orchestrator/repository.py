@@ -947,11 +947,14 @@ class Repository:
         )
         if job_ids is not None:
             pick = pick.where(Task.job_id.in_(job_ids))
+        # A WITH query runs once: PostgreSQL may run a LIMIT ... FOR UPDATE subquery of an IN
+        # again for later rows, and so take more than `limit` tasks.
+        picked = pick.cte("picked")
         with self.sessions.begin() as s:
             tasks = list(
                 s.scalars(
                     update(Task)
-                    .where(Task.id.in_(pick.scalar_subquery()), Task.state == TaskState.READY)
+                    .where(Task.id.in_(select(picked.c.id)), Task.state == TaskState.READY)
                     .values(_taken_by(worker, lease_s, now))
                     .returning(Task)
                 ).all()
