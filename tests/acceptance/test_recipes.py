@@ -53,7 +53,7 @@ def test_every_recipe_on_an_image(recipe: str, tmp_path: Path, frameq_env: dict[
     stdout = run_ok(frameq_env, str(src), "-o", str(out), "-r", recipe, *recipe_args(recipe, tmp_path))
     assert ": 1 frame in " in stdout  # one image is one frame, whatever the stages
     with Image.open(out) as image:
-        assert image.size == (176, 144)
+        assert image.size == ((144, 144) if recipe == "crop" else (176, 144))  # crop: 1:1 by default
         assert image.mode == ("RGBA" if RECIPES[recipe].alpha else "RGB") or recipe == "matte"
 
 
@@ -65,7 +65,8 @@ def test_every_recipe_on_a_video(recipe: str, tmp_path: Path, frameq_env: dict[s
     stdout = run_ok(frameq_env, str(clip.path), "-o", str(out), "-r", recipe, *args)
     assert " 24 frames in " in stdout  # frames of the video, not frames times stages
     decoded = decode(out)
-    assert len(decoded.frames) == 24 and (decoded.width, decoded.height) == (160, 120)
+    size = (120, 120) if recipe == "crop" else (160, 120)  # crop: 1:1 by default
+    assert len(decoded.frames) == 24 and (decoded.width, decoded.height) == size
     assert decoded.audio_streams == 1
     jobs = run_cli(frameq_env, "jobs").stdout
     assert "24/24" in jobs
