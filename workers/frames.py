@@ -105,6 +105,8 @@ def map_frames(ctx: TaskContext, frames: Frames) -> Result:
 
 
 def _map_image(ctx: TaskContext, frames: Frames, parts: list[Task], reads_source: bool) -> Result:
+    """An image planned stage by stage: only image jobs recorded before images became one task
+    (image.run) come here, and they still finish after an upgrade."""
     source = []
     if reads_source:
         with ctx.store.reading(ctx.job.source_key) as src:
