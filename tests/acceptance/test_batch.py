@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +212,6 @@ def test_a_batch_runs_on_the_workers_and_an_interactive_job_is_not_held_behind_i
         assert time.monotonic() < deadline
         time.sleep(0.3)
     # When an interactive job is submitted meanwhile
-    submitted = datetime.now(UTC).replace(tzinfo=None)
     urgent = cluster.cli("submit", str(images[5]), "-r", "cartoon", "--priority", "high")
     cluster.wait_done(urgent)
     stdout, stderr = proc.communicate(timeout=600)
@@ -226,8 +224,11 @@ def test_a_batch_runs_on_the_workers_and_an_interactive_job_is_not_held_behind_i
     assert len(workers) == 2
     urgent_at = cluster.repo.get_job(urgent).finished_at
     assert urgent_at is not None
-    # Batch images that started after it was submitted and were done before it: at most the
-    # group a worker had just begun (a job of another priority never joins a group)
+    # Batch images that started after its message was sent and were done before it: at most
+    # the group a worker had just begun (a job of another priority never joins a group)
+    (task,) = cluster.repo.tasks(urgent)
+    submitted = task.dispatched_at
+    assert submitted is not None
     ahead = sum(
         1
         for j in jobs
