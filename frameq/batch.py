@@ -8,6 +8,7 @@ copies each output into DEST's mirror of SOURCE and writes DEST/manifest.jsonl. 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -55,6 +56,7 @@ from workers.local import reclaim_orphans, run_jobs
 from workers.runtime import Runtime
 
 MANIFEST = "manifest.jsonl"
+LOCK = ".frameq-batch.lock"
 CHUNK = 200  # new jobs recorded per transaction: a kill loses at most this many uploads
 POLL_S = 0.5
 
@@ -135,6 +137,8 @@ def run_batch(
     if not files:
         raise InputError(source, "no media files the filters take")
     check_output_directory(output)
+    if not dry_run:  # before deciding anything: what another run decides is stale once it ends
+        _hold_destination(output)
     print_ = fingerprint(recipe, job_params(settings, ".png", background, also, style, picture).to_json())
     runtime = Runtime.open(settings)
     repo = runtime.repo
@@ -227,6 +231,20 @@ def status(batch_id: str, manifest: Path | None) -> None:
     if manifest is not None:
         _write_manifest(manifest, rows)
         click.echo(f"manifest: {manifest}")
+
+
+def _hold_destination(dest: Path) -> None:
+    """One `frameq batch` at a time writes into a destination: two would record the same new
+    items twice and copy over each other. The lock (on DEST/.frameq-batch.lock) goes with the
+    process, however it ends."""
+    dest.mkdir(parents=True, exist_ok=True)
+    lock = (dest / LOCK).open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(f"{dest}: another frameq batch is writing there; wait for it to end") from None
+    click.get_current_context().call_on_close(lock.close)
 
 
 def _suffixes(ext: str) -> tuple[str, ...]:

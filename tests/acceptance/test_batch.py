@@ -282,3 +282,21 @@ def test_a_library_in_s3_is_read_once_and_mirrored(
     assert again.returncode == 0, again.stderr
     assert "this run: 0 job(s)" in again.stdout
     assert not list((Path(frameq_env["FRAMEQ_HOME"])).glob("batch-*"))  # its downloads are gone
+
+
+def test_one_batch_at_a_time_writes_into_a_destination(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    import fcntl
+
+    lib, dest = tmp_path / "library", tmp_path / "out"
+    real_images(lib, 2)
+    dest.mkdir()
+    with (dest / ".frameq-batch.lock").open("a") as held:  # as a running frameq batch holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = run_cli(frameq_env, "batch", str(lib), "-o", str(dest))
+        assert refused.returncode == 1
+        assert (
+            refused.stderr.strip()
+            == f"error: {dest}: another frameq batch is writing there; wait for it to end"
+        )
+        assert run_cli(frameq_env, "batch", str(lib), "-o", str(dest), "--dry-run").returncode == 0
+    assert run_cli(frameq_env, "batch", str(lib), "-o", str(dest)).returncode == 0  # let go: it runs
