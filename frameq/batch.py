@@ -35,6 +35,7 @@ from orchestrator.batches import (
     batch_key,
     check_collisions,
     decide,
+    file_size,
     fingerprint,
     identify,
     scan,
@@ -191,7 +192,12 @@ def run_batch(
         interrupted = True
         if settings.embedded:
             reclaim_orphans(runtime, [i.job_id for i in items if i.job_id], mine=True)
-    rows, problems = _write_outputs(runtime, chosen.id, output)
+    try:
+        rows, copied, problems = _write_outputs(runtime, chosen.id, output)
+    except Interrupted:  # what was copied so far is recorded; the next run copies the rest
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupted, rows, copied, problems = True, repo.batch_report(chosen.id), 0, []
     _write_manifest(output / MANIFEST, rows)
     failed = _say_summary(chosen.id, rows)
     for problem in problems:
@@ -199,7 +205,10 @@ def run_batch(
     elapsed = time.monotonic() - started
     ran = set(pending)
     made = len({r.job_id for r in rows if r.job_id in ran and r.state == JobState.DONE})
-    click.echo(f"this run: {made} job(s) done in {elapsed:.1f}s ({made / elapsed:.1f}/s)")
+    click.echo(
+        f"this run: {made} job(s) done, {copied} output(s) copied to {output} in {elapsed:.1f}s "
+        f"({made / elapsed:.1f} jobs/s)"
+    )
     click.echo(f"manifest: {output / MANIFEST}")
     if interrupted:
         click.echo("interrupted: run the same command again to go on", err=True)
@@ -221,8 +230,10 @@ def status(batch_id: str, manifest: Path | None) -> None:
     rows = runtime.repo.batch_report(batch_id)
     click.echo(f"batch {chosen.id}: {chosen.source} -> {chosen.dest} ({chosen.recipe})")
     _say_summary(chosen.id, rows)
-    started = [r.started_at for r in rows if r.started_at]
-    finished = [r.finished_at for r in rows if r.finished_at and r.state == JobState.DONE]
+    # by job: identical files share one
+    jobs = {r.job_id: r for r in rows if r.job_id}.values()
+    started = [r.started_at for r in jobs if r.started_at]
+    finished = [r.finished_at for r in jobs if r.finished_at and r.state == JobState.DONE]
     if started and finished:
         span = (max(finished) - min(started)).total_seconds()
         click.echo(
@@ -350,15 +361,15 @@ def _inside(source: str, dest: Path) -> tuple[str, ...]:
     return (f"{out.relative_to(root).as_posix()}/*",) if out.is_relative_to(root) and out != root else ()
 
 
-def _write_outputs(runtime: Runtime, batch_id: str, dest: Path) -> tuple[list[BatchRow], list[str]]:
-    """Copy every done item's output that is not in DEST yet; returns the batch's rows and
-    the items whose output could not be copied, with why (the others are copied all the same)."""
+def _write_outputs(runtime: Runtime, batch_id: str, dest: Path) -> tuple[list[BatchRow], int, list[str]]:
+    """Copy every done item's output that is not in DEST yet; returns the batch's rows, how many
+    outputs it copied, and the items whose output could not be copied, with why (the others are
+    copied all the same)."""
     rows = runtime.repo.batch_report(batch_id)
     todo = [
         r
         for r in rows
-        if r.state == JobState.DONE
-        and (r.written_size is None or not _same_size(dest / r.dest, r.written_size))
+        if r.state == JobState.DONE and (r.written_size is None or file_size(dest / r.dest) != r.written_size)
     ]
     jobs = runtime.repo.get_jobs(sorted({str(r.job_id) for r in todo}))
     written, problems = [], []
@@ -375,14 +386,7 @@ def _write_outputs(runtime: Runtime, batch_id: str, dest: Path) -> tuple[list[Ba
             runtime.repo.record_written(batch_id, written)
             written = []
     runtime.repo.record_written(batch_id, written)
-    return (runtime.repo.batch_report(batch_id) if todo else rows), problems
-
-
-def _same_size(path: Path, size: int) -> bool:
-    try:
-        return path.stat().st_size == size
-    except OSError:
-        return False
+    return (runtime.repo.batch_report(batch_id) if todo else rows), len(todo) - len(problems), problems
 
 
 def _write_manifest(path: Path, rows: Sequence[BatchRow]) -> None:

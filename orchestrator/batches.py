@@ -224,9 +224,6 @@ class Decision:
     items: list[Item]
     new: list[Item] = field(default_factory=list)  # one per new job (the first of its key)
 
-    def count(self, state: str) -> int:
-        return sum(1 for item in self.items if item.state == state)
-
 
 def already_written(items: Sequence[Item], known: dict[str, Known], dest: Path) -> None:
     """Mark done the items whose output this batch copied to `dest` from the same bytes, and
@@ -235,11 +232,12 @@ def already_written(items: Sequence[Item], known: dict[str, Known], dest: Path) 
         before = known.get(item.file.path)
         if before is None or before.job_id is None or before.written_size is None:
             continue
-        if before.sha256 == item.sha256 and _size(dest / item.dest) == before.written_size:
+        if before.sha256 == item.sha256 and file_size(dest / item.dest) == before.written_size:
             item.job_id, item.state = before.job_id, "done"
 
 
-def _size(path: Path) -> int | None:
+def file_size(path: Path) -> int | None:
+    """Its size, or None when there is no such file."""
     try:
         return path.stat().st_size
     except OSError:

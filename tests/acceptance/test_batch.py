@@ -116,6 +116,12 @@ def test_a_rerun_does_nothing_again_and_a_grown_library_only_what_is_new(
     assert "this run: 0 job(s)" in again.stdout
     assert jobs_table(frameq_env) == jobs
     assert {p: p.stat().st_mtime_ns for p in dest.rglob("*.jpg")} == written
+    assert "this run: 0 job(s) done, 0 output(s) copied" in again.stdout
+    # And an output deleted from DEST is copied again from the store, not made again
+    (dest / images[0].relative_to(lib)).unlink()
+    restored = run_cli(frameq_env, "batch", str(lib), "-r", "cartoon", "-o", str(dest))
+    assert "this run: 0 job(s) done, 1 output(s) copied" in restored.stdout, restored.stdout
+    assert (dest / images[0].relative_to(lib)).exists() and jobs_table(frameq_env) == jobs
     # When the library grows by two images and one image changes
     added = real_images(lib, 2, start=50)
     real_images(lib, 1, size=(80, 64), start=90)[0].replace(images[3])

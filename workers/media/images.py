@@ -19,13 +19,9 @@ SAVE_OPTIONS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".webp": {"qu
 
 
 def read_rgb(path: Path, name: str) -> np.ndarray:
-    """[H, W, 3] uint8, rotated as the EXIF orientation says."""
-    try:
-        with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image)
-            return np.array(upright.convert("RGB"))  # a writable copy
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(name, f"not a readable image ({exc})") from None
+    """[H, W, 3] uint8, rotated as the EXIF orientation says (read_picture without its
+    metadata)."""
+    return read_picture(path, name)[0]
 
 
 ORIENTATION = 0x0112  # the EXIF tag; an output is upright, so it says nothing of turning
