@@ -14,6 +14,9 @@ alpha: float in 0..1 (or uint8 0..255), truth: bool, both [H, W]. Definitions:
   flicker     mean |alpha(t+1) - alpha(t)| over consecutive frames, counted only where the
               truth does not change: the pixel has the same label in the annotated frames
               on either side and lies beyond the boundary tolerance of both
+  lost        frames with nobody matted (under PERSON_AREA of the frame at alpha >= 0.5)
+              whose neighbours on both sides have somebody: the person dropped for a frame
+  missed      annotated frames whose truth has a person and whose IoU is under MISSED_IOU
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import cv2
 import numpy as np
 
 BOUNDARY_TOLERANCE = 0.008  # of the image diagonal, as DAVIS
+PERSON_AREA = 0.001
+MISSED_IOU = 0.1
 EDGE_PX = 1.5  # from the pixels either side of the true boundary: they and their 8 neighbours
 
 
@@ -104,3 +109,9 @@ def flicker(alphas: np.ndarray, truths: dict[int, np.ndarray]) -> float:
             changes += float(diff.sum())
             count += diff.size
     return changes / count if count else 0.0
+
+
+def lost_frames(alphas: np.ndarray) -> int:
+    """Frames of alphas [T, H, W] with nobody matted between two frames with somebody."""
+    somebody = (as_float(alphas) >= 0.5).mean(axis=(1, 2)) >= PERSON_AREA
+    return int((~somebody[1:-1] & somebody[:-2] & somebody[2:]).sum())

@@ -3,7 +3,8 @@
 Runs only in the separate environment made by bench/mediapipe_env.sh (it imports mediapipe,
 nothing of frameq):
 
-    .venv-mediapipe/bin/python bench/mediapipe_baseline.py masks --davis DIR --out DIR
+    .venv-mediapipe/bin/python bench/mediapipe_baseline.py masks --davis DIR --out DIR [--turns K]
+        [--methods mp-pose,mp-pose-heavy]
     .venv-mediapipe/bin/python bench/mediapipe_baseline.py speed --size 1920x1080 --frames 32
 
 Methods, each run through MediaPipe 0.10.14's own runtime and its solution graphs:
@@ -15,7 +16,9 @@ Methods, each run through MediaPipe 0.10.14's own runtime and its solution graph
                        copy where MediaPipe looks for it
 
 `masks` writes OUT/<method>/<seq>.npz holding `alpha`, uint8 [T, H, W], one per video frame
-(frames fed in order, as a video; zeros where pose finds nobody). `speed` prints one JSON
+(frames fed in order, as a video; zeros where pose finds nobody); with `--turns K` the video
+is turned K quarters anticlockwise first and the alphas turned back (method names get @90,
+@180, @270), the stress case of bench/matte_frameq.py. `speed` prints one JSON
 line per method with frames/s on DAVIS `lucia` frames scaled to the size.
 """
 
@@ -62,15 +65,16 @@ def video_frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def masks(davis: Path, out: Path) -> None:
-    for method in METHODS:
-        folder = out / method
+def masks(davis: Path, out: Path, methods: list[str], turns: int = 0) -> None:
+    for method in methods:
+        folder = out / (method + (f"@{90 * turns}" if turns else ""))
         folder.mkdir(parents=True, exist_ok=True)
         for video in sorted((davis / "video").glob("*.mp4")):
             fn = make(method)
-            alpha = [np.clip(fn(rgb) * 255.0 + 0.5, 0, 255).astype(np.uint8) for rgb in video_frames(video)]
-            np.savez_compressed(folder / f"{video.stem}.npz", alpha=np.stack(alpha))
-            print(f"{method:<20} {video.stem:<18} {len(alpha)} frames", flush=True)
+            turned = [np.ascontiguousarray(np.rot90(rgb, turns)) for rgb in video_frames(video)]
+            alpha = [np.rot90(np.clip(fn(rgb) * 255.0 + 0.5, 0, 255), -turns) for rgb in turned]
+            np.savez_compressed(folder / f"{video.stem}.npz", alpha=np.stack(alpha).astype(np.uint8))
+            print(f"{folder.name:<20} {video.stem:<18} {len(alpha)} frames", flush=True)
 
 
 def speed(davis: Path, size: tuple[int, int], count: int) -> None:
@@ -99,6 +103,8 @@ def main() -> None:
     m = sub.add_parser("masks")
     m.add_argument("--davis", type=Path, required=True)
     m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--turns", type=int, default=0, choices=(0, 1, 2, 3))
+    m.add_argument("--methods", default=",".join(METHODS))
     s = sub.add_parser("speed")
     s.add_argument(
         "--davis", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/davis-dev"
@@ -107,7 +113,7 @@ def main() -> None:
     s.add_argument("--frames", type=int, default=32)
     args = parser.parse_args()
     if args.command == "masks":
-        masks(args.davis, args.out)
+        masks(args.davis, args.out, args.methods.split(","), args.turns)
     else:
         w, h = (int(v) for v in args.size.split("x"))
         speed(args.davis, (w, h), args.frames)

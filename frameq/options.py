@@ -28,7 +28,7 @@ STYLE_HELP = (
 
 
 def job_options(command: Callable[..., R]) -> Callable[..., R]:
-    """Add --background, the style options, --ratio and --at to a command (innermost first).
+    """Add --background, the style options, --ratio, --at and --person to a command (innermost first).
     The command gets them built: `background`, parse_background's result or None, `style`, a
     StyleChoice, and `picture`, PictureOptions."""
 
@@ -45,6 +45,7 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         at: str | None,
         strip_metadata: bool,
         srgb: bool,
+        person: str | None,
         **kwargs: Any,
     ) -> R:
         choice = StyleChoice(
@@ -56,7 +57,11 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         )
         backdrop = parse_background(background) if background else None
         picture = PictureOptions(
-            parse_ratio(ratio) if ratio else None, parse_point(at) if at else None, strip_metadata, srgb
+            parse_ratio(ratio) if ratio else None,
+            parse_point(at) if at else None,
+            strip_metadata,
+            srgb,
+            parse_point(person) if person else None,
         )
         return command(*args, background=backdrop, style=choice, picture=picture, **kwargs)
 
@@ -85,6 +90,11 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         ),
         click.option(
             "--at", help="inpaint: remove only the person (else the object) under X,Y; default: all."
+        ),
+        click.option(
+            "--person",
+            help="Matting recipes: only the person under X,Y (on the first frame), followed "
+            "through a video (which then runs as one segment); default: everyone.",
         ),
         click.option(
             "--strip-metadata", is_flag=True, help="Images: leave the input's EXIF out of the output."

@@ -8,7 +8,14 @@
    batch run as one batch. The heavy landmark network is the default: on the DAVIS
    development videos its masks score ~0.015 IoU above the full network's, at ~2.7x its
    cost per person (bench/matte_quality.py, bench/matte_speed.py).
-3. Frames where nobody is found fall back to the whole-frame landscape selfie segmenter.
+3. A person the detector loses is followed: the landmark network's own two alignment points
+   on the frame before give the region to look in next (MediaPipe's tracking rule), and its
+   presence score says whether the person is still there. A frame where nobody is found
+   upright, and nobody is followed, is searched again turned a quarter, a half and three
+   quarters (the detector finds few people lying or upside down: a rotated video, a dancer
+   spinning on their head). Only where all of this finds nobody does the frame fall back to
+   the whole-frame landscape selfie segmenter. With a point to pick (`--person X,Y`) only the
+   person under it on the first frame is matted, followed through the video.
 4. The per-person probabilities are pasted back (max over people) and refined at full
    resolution with a guided filter on the frame, so edges follow the image; a steeper ramp
    around 0.5 then turns the probability into opacity.
@@ -25,6 +32,7 @@ graphs of MediaPipe 0.10.14 (pose_detection_cpu.pbtxt, pose_detection_to_roi.pbt
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -82,12 +90,30 @@ def _anchors() -> torch.Tensor:
     return torch.cat(centres)
 
 
+# Which way each frame was matted, as MatteState.paths counts them.
+PATHS = ("pose", "followed", "turned", "whole-frame", "nobody")
+# The aligned region's two keypoints among the landmark network's 39 points: the hips' centre
+# and a point above the head (MediaPipe's "auxiliary" landmarks 33 and 34).
+HIP_POINT, TOP_POINT = 33, 34
+QUARTER_TURNS = (1, 2, 3)
+
+
 @dataclass
 class MatteState:
-    """What a video carries from one frame to the next."""
+    """What a video carries from one frame to the next; also what picks one person (`pick`,
+    a point in frame pixels, chosen on the first frame matted with it)."""
 
     previous: torch.Tensor | None = None  # [1, 1, H, W] alpha of the last frame
     people: list[Person] = field(default_factory=list)  # regions of the last frame
+    # Where the landmarks of the last frame's people put each of them next.
+    following: list[Person] = field(default_factory=list)
+    pick: tuple[float, float] | None = None
+    chosen: Person | None = None  # the picked person's region, once chosen
+    paths: Counter[str] = field(default_factory=Counter)  # frames by the path that matted them
+
+
+class NobodyThere(ValueError):
+    """The point to pick a person at lies on nobody in the first frame."""
 
 
 class PersonMatter:
@@ -117,7 +143,7 @@ class PersonMatter:
         people = self.detect(work, frames.shape[-2:])
         if state is not None:
             people = track(people, state)
-        coarse = self.segment(frames, work, people)
+        coarse = self.segment(frames, work, people, state)
         if state is not None:
             coarse = self.smooth(coarse, state)
         return self.refine(frames, work, coarse)
@@ -133,8 +159,14 @@ class PersonMatter:
 
     # -- detection -------------------------------------------------------------------------
 
-    def detect(self, frames: torch.Tensor, full_hw: tuple[int, ...] | None = None) -> list[list[Person]]:
-        """People in `frames`, in the pixels of frames `full_hw` in size (default: their own)."""
+    def detect(
+        self, frames: torch.Tensor, full_hw: tuple[int, ...] | None = None, turns: int = 0
+    ) -> list[list[Person]]:
+        """People in `frames`, in the pixels of frames `full_hw` in size (default: their own);
+        with `turns`, seen by the detector turned that many quarters anticlockwise."""
+        full_h, full_w = full_hw or frames.shape[-2:]
+        to_full = full_h / frames.shape[-2]
+        frames = torch.rot90(frames, turns, dims=(2, 3)) if turns else frames
         b, _, h, w = frames.shape
         scale = DETECTOR_SIZE / max(h, w)
         nh, nw = round(h * scale), round(w * scale)
@@ -149,10 +181,18 @@ class PersonMatter:
         points = raw[..., 4:12].reshape(b, -1, 4, 2) + centres[:, :, None]
         # letterboxed unit coordinates -> frame pixels
         offset = torch.tensor([left, top], device=raw.device) / DETECTOR_SIZE
-        to_px = DETECTOR_SIZE / scale * (full_hw[0] / h if full_hw else 1.0)
-        boxes_px = torch.cat([(boxes[..., :2] - offset) * to_px, boxes[..., 2:] * to_px], -1)
-        points_px = (points - offset) * to_px
+        to_px = DETECTOR_SIZE / scale * to_full
+        centres_px = _unturn((boxes[..., :2] - offset) * to_px, turns, full_w, full_h)
+        sizes_px = boxes[..., 2:] * to_px
+        boxes_px = torch.cat([centres_px, sizes_px.flip(-1) if turns % 2 else sizes_px], -1)
+        points_px = _unturn((points - offset) * to_px, turns, full_w, full_h)
         return [self._people(boxes_px[i], points_px[i], scores[i]) for i in range(b)]
+
+    def detect_turned(self, frames: torch.Tensor, full_hw: tuple[int, ...]) -> list[Person]:
+        """The people of one frame [1, 3, h, w] as the detector finds them best turned: the
+        turn whose surest detection is the surest (one person is found at several turns)."""
+        turned = [self.detect(frames, full_hw, turns)[0] for turns in QUARTER_TURNS]
+        return max(turned, key=lambda found: max((p.score for p in found), default=0.0))
 
     @staticmethod
     def _people(boxes: torch.Tensor, points: torch.Tensor, scores: torch.Tensor) -> list[Person]:
@@ -171,38 +211,100 @@ class PersonMatter:
             # Weighted NMS: the overlapping detections' keypoints averaged by score (steadier).
             weights = scores[group] / scores[group].sum()
             hip, top = (points[group] * weights[:, None, None]).sum(0)[:2]
-            dx, dy = float(top[0] - hip[0]), float(top[1] - hip[1])
-            size = 2.0 * math.hypot(dx, dy) * ROI_SCALE
-            angle = math.pi / 2 - math.atan2(-dy, dx)
-            angle = (angle + math.pi) % (2 * math.pi) - math.pi
-            people.append(Person(float(hip[0]), float(hip[1]), size, angle, float(scores[i])))
+            people.append(_region(hip, top, float(scores[i])))
         return people
 
     # -- segmentation ----------------------------------------------------------------------
 
-    def segment(self, frames: torch.Tensor, work: torch.Tensor, people: list[list[Person]]) -> torch.Tensor:
-        """Person probability at the working resolution; crops come from the full frames."""
+    def segment(
+        self,
+        frames: torch.Tensor,
+        work: torch.Tensor,
+        people: list[list[Person]],
+        state: MatteState | None = None,
+    ) -> torch.Tensor:
+        """Person probability at the working resolution; crops come from the full frames.
+        The detected people of all frames run as one batch; then, frame by frame, the people
+        the detector lost are followed, a frame with nobody is searched turned, and a frame
+        still empty gets the whole-frame network (none when a person is picked)."""
         b, _, h, w = work.shape
-        full_h, full_w = frames.shape[-2:]
-        to_work = h / full_h
+        full_hw = frames.shape[-2:]
         coarse = torch.zeros(b, 1, h, w, device=self.device, dtype=self.dtype)
-        rois = [(i, p) for i, found in enumerate(people) for p in found]
-        if rois:
-            grids = torch.stack([self._crop_grid(p, full_h, full_w) for _, p in rois])
-            index = torch.tensor([i for i, _ in rois], device=self.device)
-            crops = F.grid_sample(frames[index], grids, mode="bilinear", align_corners=False)
-            _, presence, mask_logits, *_ = self.segmenter(crops)
-            probs = torch.sigmoid(mask_logits.float()).to(self.dtype)
-            present = presence.float().reshape(-1) >= MIN_PRESENCE
-            for k, (i, person) in enumerate(rois):
-                if present[k]:
-                    grid = self._paste_grid(person, h, w, to_work)
-                    pasted = F.grid_sample(probs[k : k + 1], grid, align_corners=False)
-                    coarse[i] = torch.maximum(coarse[i], pasted[0])
-        empty = coarse.flatten(1).amax(1) < 0.5
-        if empty.any():
-            coarse[empty] = self._whole_frame(work[empty], h, w)
+        pick = state is not None and state.pick is not None
+        if pick:
+            assert state is not None
+            people = [_only(found, state.chosen) for found in people]
+        detected = self._segment(frames, [(i, p) for i, found in enumerate(people) for p in found])
+        following = state.following if state is not None else None
+        for i in range(b):
+            results = [r for r in detected if r.frame == i and r.present]
+            path = "pose" if results else "nobody"
+            if following:  # the last frame's people the detector missed here
+                lost = _unmatched(following, people[i])
+                if lost:
+                    kept = [r for r in self._segment(frames, [(i, q) for q in lost]) if r.present]
+                    path = path if results or not kept else "followed"
+                    results += kept
+            if not results:
+                turned = self.detect_turned(work[i : i + 1], full_hw)
+                if pick:
+                    turned = _only(turned, state.chosen if state else None)
+                results = [r for r in self._segment(frames, [(i, q) for q in turned]) if r.present]
+                path = "turned" if results else path
+            if pick:
+                assert state is not None
+                results = self._picked(results, state, full_hw)
+            for r in results:
+                grid = self._paste_grid(r.person, h, w, h / full_hw[0])
+                coarse[i] = torch.maximum(coarse[i], F.grid_sample(r.mask, grid, align_corners=False)[0])
+            if following is not None:
+                following = [r.next for r in results]
+            if not results and not pick:
+                coarse[i] = self._whole_frame(work[i : i + 1], h, w)[0]
+                path = "whole-frame"
+            if state is not None:
+                state.paths[path] += 1
+        if state is not None and following is not None:
+            state.following = following
         return coarse
+
+    def _segment(self, frames: torch.Tensor, rois: list[tuple[int, Person]]) -> list[Segmented]:
+        """The landmark network on regions (frame index, person) of `frames`, as one batch."""
+        if not rois:
+            return []
+        full_h, full_w = frames.shape[-2:]
+        grids = torch.stack([self._crop_grid(p, full_h, full_w) for _, p in rois])
+        index = torch.tensor([i for i, _ in rois], device=self.device)
+        crops = F.grid_sample(frames[index], grids, mode="bilinear", align_corners=False)
+        landmarks, presence, mask_logits, *_ = self.segmenter(crops)
+        probs = torch.sigmoid(mask_logits.float()).to(self.dtype)
+        present = (presence.float().reshape(-1) >= MIN_PRESENCE).tolist()
+        points = landmarks.float().reshape(len(rois), -1, 5)[:, [HIP_POINT, TOP_POINT], :2].cpu()
+        return [
+            Segmented(i, p, probs[k : k + 1], bool(present[k]), _next_region(p, points[k], p.score))
+            for k, (i, p) in enumerate(rois)
+        ]
+
+    @staticmethod
+    def _picked(results: list[Segmented], state: MatteState, full_hw: tuple[int, ...]) -> list[Segmented]:
+        """The one picked person of a frame's results; chooses them on the first frame."""
+        if state.chosen is None:
+            assert state.pick is not None
+            x, y = state.pick
+            height, width = full_hw
+            if not (0 <= x < width and 0 <= y < height):
+                raise NobodyThere(f"point {x:.0f},{y:.0f} is outside the {width}x{height} picture")
+            under = [(_probability_at(r, x, y), r) for r in results]
+            best = max(under, key=lambda pair: pair[0], default=(0.0, None))
+            if best[1] is None or best[0] < 0.5:
+                raise NobodyThere(f"no person at {x:.0f},{y:.0f} on the first frame")
+            results = [best[1]]
+        else:
+            near = _only([r.person for r in results], state.chosen)
+            results = [r for r in results if r.person in near]
+        if results:
+            state.chosen = results[0].next
+        return results
 
     def _crop_grid(self, p: Person, h: int, w: int) -> torch.Tensor:
         """Sampling grid [S, S, 2] of the upright square region around `p`."""
@@ -252,6 +354,95 @@ class PersonMatter:
         return torch.cat(out)
 
 
+@dataclass(frozen=True)
+class Segmented:
+    """The landmark network's answer for one region: its mask probability [1, 1, S, S], whether
+    the person is there, and where their landmarks put the region on the next frame."""
+
+    frame: int
+    person: Person
+    mask: torch.Tensor
+    present: bool
+    next: Person
+
+
+def _region(hip: torch.Tensor, top: torch.Tensor, score: float) -> Person:
+    """The square region around a body from its hips' centre and the point above its head
+    (frame pixels): centred on the hips, twice their distance grown by ROI_SCALE, turned so
+    the body stands upright in the crop."""
+    dx, dy = float(top[0] - hip[0]), float(top[1] - hip[1])
+    size = 2.0 * math.hypot(dx, dy) * ROI_SCALE
+    angle = math.pi / 2 - math.atan2(-dy, dx)
+    angle = (angle + math.pi) % (2 * math.pi) - math.pi
+    return Person(float(hip[0]), float(hip[1]), size, angle, score)
+
+
+def _next_region(p: Person, points: torch.Tensor, score: float) -> Person:
+    """The region that landmarks [2, 2] (hips, top; crop pixels of `p`'s crop) give."""
+    u, v = points[:, 0] / CROP_SIZE - 0.5, points[:, 1] / CROP_SIZE - 0.5
+    cos, sin = math.cos(p.angle), math.sin(p.angle)
+    x = p.cx + p.size * (u * cos - v * sin)
+    y = p.cy + p.size * (u * sin + v * cos)
+    frame = torch.stack([x, y], dim=-1)
+    return _region(frame[0], frame[1], score)
+
+
+def _same(q: Person, p: Person) -> bool:
+    """Whether `p` is the person of region `q` (its centre lies within q's half-size)."""
+    return math.hypot(p.cx - q.cx, p.cy - q.cy) < q.size / 2
+
+
+def _unmatched(following: list[Person], found: list[Person]) -> list[Person]:
+    """The followed regions no detection of `found` is the person of; each detection is one
+    person, the nearest (people side by side lie within each other's regions)."""
+    pairs = sorted(
+        (math.hypot(p.cx - q.cx, p.cy - q.cy), i, j)
+        for i, q in enumerate(following)
+        for j, p in enumerate(found)
+        if _same(q, p)
+    )
+    matched, taken = set(), set()
+    for _, i, j in pairs:
+        if i not in matched and j not in taken:
+            matched.add(i)
+            taken.add(j)
+    return [q for i, q in enumerate(following) if i not in matched]
+
+
+def _only(found: list[Person], chosen: Person | None) -> list[Person]:
+    """The picked person among a frame's people: all of them until one is chosen."""
+    if chosen is None:
+        return found
+    near = [p for p in found if _same(chosen, p)]
+    return sorted(near, key=lambda p: math.hypot(p.cx - chosen.cx, p.cy - chosen.cy))[:1]
+
+
+def _probability_at(r: Segmented, x: float, y: float) -> float:
+    """The region's person probability at frame pixel (x, y); 0 outside its crop."""
+    p = r.person
+    cos, sin = math.cos(p.angle), math.sin(p.angle)
+    dx, dy = x + 0.5 - p.cx, y + 0.5 - p.cy
+    col = int(((dx * cos + dy * sin) / p.size + 0.5) * CROP_SIZE)
+    row = int(((-dx * sin + dy * cos) / p.size + 0.5) * CROP_SIZE)
+    if not (0 <= row < CROP_SIZE and 0 <= col < CROP_SIZE):
+        return 0.0
+    return float(r.mask[0, 0, row, col])
+
+
+def _unturn(xy: torch.Tensor, turns: int, width: int, height: int) -> torch.Tensor:
+    """Points [..., 2] in the pixels of a frame turned `turns` quarters anticlockwise
+    (torch.rot90) -> the same points in the frame's own pixels (width x height)."""
+    x, y = xy[..., 0], xy[..., 1]
+    turns %= 4
+    if turns == 1:
+        x, y = width - y, x
+    elif turns == 2:
+        x, y = width - x, height - y
+    elif turns == 3:
+        x, y = y, height - x
+    return torch.stack([x, y], dim=-1)
+
+
 def _iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """IoU of one (cx, cy, w, h) box with many."""
     lo = torch.maximum(box[:2] - box[2:] / 2, boxes[:, :2] - boxes[:, 2:] / 2)
@@ -267,7 +458,7 @@ def track(people: list[list[Person]], state: MatteState) -> list[list[Person]]:
     for found in people:
         frame = []
         for p in found:
-            near = [q for q in state.people if math.hypot(p.cx - q.cx, p.cy - q.cy) < q.size / 2]
+            near = [q for q in state.people if _same(q, p)]
             if near:
                 q = min(near, key=lambda q: math.hypot(p.cx - q.cx, p.cy - q.cy))
                 p = replace(p, size=max(p.size, q.size * REGION_DECAY))

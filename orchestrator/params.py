@@ -43,8 +43,9 @@ def parse_point(text: str) -> tuple[int, int]:
 @dataclass(frozen=True)
 class PictureOptions:
     """What a job does to the picture besides its recipe's work: the aspect ratio `crop` cuts
-    to (width, height) and the point whose person or object `inpaint` removes (x, y), None when
-    not asked; and for image outputs, whether their metadata (EXIF) is left out and whether
+    to (width, height), the point whose person or object `inpaint` removes (x, y) and the
+    point whose person alone a matte keeps (x, y, on the first frame), None when not asked;
+    and for image outputs, whether their metadata (EXIF) is left out and whether
     their colours are converted to sRGB from the input's colour profile (else the profile is
     kept with them)."""
 
@@ -52,6 +53,7 @@ class PictureOptions:
     at: tuple[int, int] | None = None
     strip_metadata: bool = False
     srgb: bool = False
+    person: tuple[int, int] | None = None
 
 
 NO_PICTURE_OPTIONS = PictureOptions()
@@ -101,6 +103,8 @@ class JobParams:
     crop_ratio: tuple[int, int] | None = None
     # inpaint: remove only the person, or else the salient object, under this point (x, y)
     remove_at: tuple[int, int] | None = None
+    # matte: only the person under this point (x, y) of the first frame, followed through a video
+    person_at: tuple[int, int] | None = None
     # Image outputs: without the input's EXIF; in sRGB (converted from the input's ICC profile)
     strip_metadata: bool = False
     srgb: bool = False
@@ -119,6 +123,7 @@ class JobParams:
         data["also_outputs"] = list(self.also_outputs)
         data["crop_ratio"] = list(self.crop_ratio) if self.crop_ratio else None
         data["remove_at"] = list(self.remove_at) if self.remove_at else None
+        data["person_at"] = list(self.person_at) if self.person_at else None
         return data
 
     @classmethod
@@ -131,4 +136,5 @@ class JobParams:
         values["also_outputs"] = tuple(values.get("also_outputs") or ())
         values["crop_ratio"] = tuple(values["crop_ratio"]) if values.get("crop_ratio") else None
         values["remove_at"] = tuple(values["remove_at"]) if values.get("remove_at") else None
+        values["person_at"] = tuple(values["person_at"]) if values.get("person_at") else None
         return cls(**values)

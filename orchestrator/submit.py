@@ -11,7 +11,7 @@ from orchestrator.background import background_key
 from orchestrator.errors import InputError, RecipeError, StoreRefused, TransientError
 from orchestrator.inputs import check_file, kind_of
 from orchestrator.params import NO_PICTURE_OPTIONS, JobParams, PictureOptions
-from orchestrator.recipes import Recipe, get_recipe
+from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
 from orchestrator.repository import Origin, Repository
 from orchestrator.schema import Job
 from orchestrator.settings import Settings
@@ -50,6 +50,7 @@ def job_params(
         stabilise=style.stabilise,
         crop_ratio=picture.ratio,
         remove_at=picture.at,
+        person_at=picture.person,
         strip_metadata=picture.strip_metadata,
         srgb=picture.srgb,
     )
@@ -92,6 +93,8 @@ def check_request(
         raise RecipeError(f"recipe {recipe} takes no aspect ratio (crop does)")
     if picture.at is not None and not spec.takes_point:
         raise RecipeError(f"recipe {recipe} takes no point to remove at (inpaint does)")
+    if picture.person is not None and not spec.has_stage(MATTE_STAGE):
+        raise RecipeError(f"recipe {recipe} mattes nobody: no person to pick")
     style = _style(spec, style)
     for stage in also_outputs:
         if stage == spec.output:

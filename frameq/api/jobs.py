@@ -322,6 +322,7 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
     try:
         ratio = parse_ratio(params.ratio) if params.ratio else None
         at = parse_point(params.at) if params.at else None
+        person = parse_point(params.person) if params.person else None
     except ConfigError as exc:
         raise _problem(422, f"params: {exc}") from None
     kwargs: dict[str, Any] = {
@@ -330,7 +331,7 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
         "background": sub.files.get("background"),
         "also_outputs": (MATTE_STAGE,) if params.with_matte else (),
         "style": sub.files["style"],
-        "picture": PictureOptions(ratio, at, params.strip_metadata, params.srgb),
+        "picture": PictureOptions(ratio, at, params.strip_metadata, params.srgb, person),
         "job_id": new_id(),
         "name": sub.name,
         "origin": origin,

@@ -57,6 +57,11 @@ class RecipeParams(BaseModel):
     at: str | None = Field(
         None, max_length=32, description="inpaint: remove only the person (else the object) under X,Y"
     )
+    person: str | None = Field(
+        None,
+        max_length=32,
+        description="Matting recipes: only the person under X,Y of the first frame; default: everyone",
+    )
     ratio: str | None = Field(
         None,
         max_length=16,

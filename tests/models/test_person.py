@@ -17,9 +17,11 @@ from models.person import (
     GUIDE_RADIUS,
     REGION_DECAY,
     MatteState,
+    NobodyThere,
     Person,
     PersonMatter,
     _anchors,
+    _unturn,
     to_alpha,
     track,
 )
@@ -60,6 +62,66 @@ def test_two_people_side_by_side_are_both_matted(matter: PersonMatter, frames: l
     alpha = matter(to_tensor([pair], matter.device))[0, 0].numpy()
     assert alpha[100:, 60:120].mean() > 0.9 and alpha[100:, 232:292].mean() > 0.9
     assert alpha[:30, 150:200].mean() < 0.05  # between and above them
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_points_of_a_turned_frame_map_back_to_the_pixels_they_came_from(turns: int) -> None:
+    frame = torch.arange(5 * 7, dtype=torch.float32).reshape(1, 1, 5, 7)  # every pixel its own value
+    turned = torch.rot90(frame, turns, dims=(2, 3))
+    rows, cols = turned.shape[-2:]
+    for r in range(rows):
+        for c in range(cols):
+            x, y = _unturn(torch.tensor([c + 0.5, r + 0.5]), turns, 7, 5).tolist()
+            assert turned[0, 0, r, c] == frame[0, 0, int(y), int(x)]
+
+
+@pytest.mark.parametrize("turns", [1, 2])
+def test_a_person_in_a_turned_video_is_matted_as_upright(
+    matter: PersonMatter, frames: list[np.ndarray], turns: int
+) -> None:
+    upright = matter(to_tensor(frames[:1], matter.device))[0, 0].numpy() >= 0.5
+    state = MatteState()
+    turned = np.ascontiguousarray(np.rot90(frames[0], turns))
+    alpha = matter(to_tensor([turned], matter.device), state)[0, 0].numpy()
+    back = np.rot90(alpha, -turns) >= 0.5
+    assert (upright & back).sum() / (upright | back).sum() > 0.85
+    assert state.paths["whole-frame"] == 0  # found by the pose detector, upright or turned
+
+
+def test_a_person_the_detector_loses_is_followed_by_their_landmarks(
+    matter: PersonMatter, frames: list[np.ndarray]
+) -> None:
+    state = MatteState()
+    matter(to_tensor(frames[:1], matter.device), state)
+    assert len(state.following) == 1
+    batch = to_tensor(frames[1:2], matter.device)
+    work = matter.working(batch)
+    detected = matter.segment(batch, work, matter.detect(work, batch.shape[-2:]))
+    followed = matter.segment(batch, work, [[]], state)  # the detector saw nobody this time
+    assert state.paths == {"pose": 1, "followed": 1}
+    a, b = detected[0, 0] >= 0.5, followed[0, 0] >= 0.5
+    assert float((a & b).sum() / (a | b).sum()) > 0.9
+    # nobody to follow and nobody found: the whole-frame network, counted as such
+    matter.segment(batch, work, [[]], MatteState())
+    lone = MatteState()
+    matter.segment(batch, work, [[]], lone)
+    assert lone.paths["followed"] == 0
+
+
+def test_a_picked_person_is_the_only_one_matted(matter: PersonMatter, frames: list[np.ndarray]) -> None:
+    pairs = [np.concatenate([f, g[:, ::-1]], axis=1) for f, g in zip(frames[:3], frames[5:8], strict=True)]
+    for point, kept, dropped in (
+        ((90, 120), slice(60, 120), slice(232, 292)),
+        ((262, 120), slice(232, 292), slice(60, 120)),
+    ):
+        state = MatteState(pick=point)
+        alpha = matter(to_tensor(pairs, matter.device), state)[:, 0].numpy()
+        for frame in alpha:  # the first frame chooses, the others follow the same man
+            assert frame[100:, kept].mean() > 0.9 and frame[100:, dropped].mean() < 0.05
+    with pytest.raises(NobodyThere, match="no person at 176,5 on the first frame"):
+        matter(to_tensor(pairs[:1], matter.device), MatteState(pick=(176, 5)))
+    with pytest.raises(NobodyThere, match="outside the 352x144 picture"):
+        matter(to_tensor(pairs[:1], matter.device), MatteState(pick=(400, 5)))
 
 
 def test_a_frame_without_people_gets_an_empty_matte(matter: PersonMatter) -> None:

@@ -8,9 +8,9 @@ from functools import cache
 import torch
 
 from models.device import compute_dtype, pick_device, to_tensor
-from models.person import MatteState, PersonMatter, alpha_to_uint8
+from models.person import MatteState, NobodyThere, PersonMatter, alpha_to_uint8
 from models.weights import ModelMissingError
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, InputError
 from workers.frames import Batch, Frames
 from workers.runtime import TaskContext
 
@@ -32,10 +32,15 @@ def _matter(device_name: str, landmark: str) -> PersonMatter:
 def person(ctx: TaskContext, stack: ExitStack) -> Frames:
     # The network is the job's choice, so every worker of one job mattes alike.
     matter = _matter(ctx.settings.device, ctx.params.matte_model)
-    state = MatteState() if ctx.job.kind == "video" else None
+    pick = ctx.params.person_at
+    # A video carries its state from frame to frame; a picked person needs one on an image too.
+    state = MatteState(pick=pick) if ctx.job.kind == "video" or pick else None
 
     @torch.inference_mode()
     def fn(batch: Batch) -> list:
-        return list(alpha_to_uint8(matter(to_tensor(batch.source, matter.device), state)))
+        try:
+            return list(alpha_to_uint8(matter(to_tensor(batch.source, matter.device), state)))
+        except NobodyThere as exc:
+            raise InputError(ctx.job.input_name, str(exc)) from None
 
     return Frames(fn, warmup=WARMUP_FRAMES)

@@ -26,8 +26,10 @@ def plan(ctx: TaskContext) -> Result:
             kind, segments = "image", [Segment(0, 0, None, 1)]
         else:
             kind = "video"
-            # A recipe that needs the whole video in one pass gets one segment (no keyframe cuts).
-            keyframes = [] if get_recipe(job.recipe).whole_video else info.keyframe_pts
+            # A recipe that needs the whole video in one pass gets one segment (no keyframe cuts),
+            # and so does a picked person: chosen on the first frame, followed to the last.
+            one_pass = get_recipe(job.recipe).whole_video or params.person_at is not None
+            keyframes = [] if one_pass else info.keyframe_pts
             segments = cut_segments(info.frame_pts, keyframes, info.time_base, params.segment_s)
             audio = audio_key(job.id, job.source_key) if info.audio else None
             stored, media["slice_offset"] = _slice(ctx, path, segments, audio)
