@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.device import pick_device, to_tensor
+from models.device import pick_device
 from models.person import PATHS, MatteState, PersonMatter, alpha_to_uint8, to_alpha
 
 BATCH = 8
@@ -44,11 +44,11 @@ class BlindedMatter(PersonMatter):
     def blind(self, index: int) -> bool:
         return (self.start + index) % self.every == self.every - 1
 
-    def segment(self, frames, work, people, state=None):  # type: ignore[no-untyped-def]
-        self.work = work
+    def segment(self, frames, people, state=None):  # type: ignore[no-untyped-def]
+        self.work = frames.work
         people = [[] if self.blind(i) else found for i, found in enumerate(people)]
-        out = super().segment(frames, work, people, state)
-        self.start += len(frames)
+        out = super().segment(frames, people, state)
+        self.start += len(people)
         return out
 
     def detect_turned(self, frames, full_hw):  # type: ignore[no-untyped-def]
@@ -58,7 +58,7 @@ class BlindedMatter(PersonMatter):
 
 
 def matte_video(
-    matter: PersonMatter, path: Path, device: torch.device, temporal: bool = True, turns: int = 0
+    matter: PersonMatter, path: Path, temporal: bool = True, turns: int = 0
 ) -> tuple[np.ndarray, Counter[str]]:
     with av.open(str(path)) as container:
         frames = [np.rot90(f.to_ndarray(format="rgb24"), turns) for f in container.decode(video=0)]
@@ -66,7 +66,7 @@ def matte_video(
     state = MatteState() if temporal else None
     alphas = []
     for i in range(0, len(frames), BATCH):
-        alphas.append(alpha_to_uint8(matter(to_tensor(frames[i : i + BATCH], device), state)))
+        alphas.append(alpha_to_uint8(matter(frames[i : i + BATCH], state)))
     alpha = np.ascontiguousarray(np.rot90(np.concatenate(alphas), -turns, axes=(1, 2)))
     return alpha, state.paths if state is not None else Counter()
 
@@ -93,10 +93,8 @@ def main() -> None:
     variant = args.variant + (f"-miss{args.miss_every}" if args.miss_every else "")
     variant += f"@{90 * args.turns}" if args.turns else ""
     if args.no_refine:
-        matter.refine = (
-            lambda frames, work, coarse: to_alpha(  # type: ignore[method-assign]
-                F.interpolate(coarse, size=frames.shape[-2:], mode="bilinear", align_corners=False)
-            )
+        matter.refine = lambda frames, coarse: to_alpha(  # type: ignore[method-assign]
+            F.interpolate(coarse, size=frames.full_hw, mode="bilinear", align_corners=False)
         )
     folder = args.out / variant
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +102,7 @@ def main() -> None:
         start = time.perf_counter()
         if isinstance(matter, BlindedMatter):
             matter.start = 0
-        alpha, paths = matte_video(matter, video, device, not args.no_temporal, args.turns)
+        alpha, paths = matte_video(matter, video, not args.no_temporal, args.turns)
         np.savez_compressed(folder / f"{video.stem}.npz", alpha=alpha)
         fps = len(alpha) / (time.perf_counter() - start)
         taken = ", ".join(f"{path} {paths[path]}" for path in PATHS if paths[path])

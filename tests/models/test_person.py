@@ -16,6 +16,7 @@ from models.person import (
     GUIDE_EPS,
     GUIDE_RADIUS,
     REGION_DECAY,
+    FrameSet,
     MatteState,
     NobodyThere,
     Person,
@@ -94,18 +95,16 @@ def test_a_person_the_detector_loses_is_followed_by_their_landmarks(
     state = MatteState()
     matter(to_tensor(frames[:1], matter.device), state)
     assert len(state.following) == 1
-    batch = to_tensor(frames[1:2], matter.device)
-    work = matter.working(batch)
-    detected = matter.segment(batch, work, matter.detect(work, batch.shape[-2:]))
-    followed = matter.segment(batch, work, [[]], state)  # the detector saw nobody this time
+    batch = matter.prepare(frames[1:2])
+    detected = matter.segment(batch, matter.detect(batch.work, batch.full_hw))
+    followed = matter.segment(batch, [[]], state)  # the detector saw nobody this time
     assert state.paths == {"pose": 1, "followed": 1}
     a, b = detected[0, 0] >= 0.5, followed[0, 0] >= 0.5
     assert float((a & b).sum() / (a | b).sum()) > 0.9
-    # nobody to follow and nobody found: the whole-frame network, counted as such
-    matter.segment(batch, work, [[]], MatteState())
+    # nobody to follow and nobody found upright: the turned search finds him (seen sideways)
     lone = MatteState()
-    matter.segment(batch, work, [[]], lone)
-    assert lone.paths["followed"] == 0
+    matter.segment(batch, [[]], lone)
+    assert lone.paths == {"turned": 1}
 
 
 def test_a_picked_person_is_the_only_one_matted(matter: PersonMatter, frames: list[np.ndarray]) -> None:
@@ -185,7 +184,8 @@ def test_refine_is_the_guided_filter_then_the_opacity_ramp(matter: PersonMatter)
     work = torch.nn.functional.interpolate(frames, size=(45, 80), mode="bilinear", antialias=True)
     coarse = torch.rand(2, 1, 45, 80)
     expected = to_alpha(guided_filter(luma(frames), luma(work), coarse, GUIDE_RADIUS, GUIDE_EPS))
-    assert torch.allclose(matter.refine(frames, work, coarse), expected, atol=1e-5)
+    prepared = FrameSet(work, luma(frames), (90, 160), lambda index: frames[index])
+    assert torch.allclose(matter.refine(prepared, coarse), expected, atol=1e-5)
 
 
 def test_blur_background_keeps_people_and_leaves_no_halo() -> None:
