@@ -47,5 +47,12 @@ bench-matte: $(VENV)/.installed
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --landmark full --variant frameq-full
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --no-refine --variant frameq-no-refine
 	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --no-temporal --variant frameq-no-temporal
+	$(BIN)/python bench/matte_product.py --davis $(DAVIS) --out $(MASKS)
+	for turns in 1 2; do \
+	  $(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --turns $$turns; \
+	  .venv-mediapipe/bin/python bench/mediapipe_baseline.py masks --davis $(DAVIS) --out $(MASKS) \
+	    --methods mp-pose-heavy --turns $$turns; \
+	done
+	$(BIN)/python bench/matte_frameq.py --davis $(DAVIS) --out $(MASKS) --miss-every 3
 	$(BIN)/python bench/matte_quality.py --davis $(DAVIS) --masks $(MASKS)
 	$(BIN)/python bench/matte_speed.py --davis $(DAVIS)

@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.device import pick_device, to_tensor  # noqa: E402
+from models.device import pick_device  # noqa: E402
 from models.person import MatteState, PersonMatter  # noqa: E402
 
 MEDIAPIPE_PYTHON = ROOT / ".venv-mediapipe" / "bin" / "python"
@@ -50,10 +50,10 @@ def load_frames(davis: Path, size: tuple[int, int], count: int) -> list[np.ndarr
 
 def matter_fps(matter: PersonMatter, frames: list[np.ndarray]) -> float:
     state = MatteState()
-    matter(to_tensor(frames[:BATCH], matter.device), state)  # warm-up
+    matter(frames[:BATCH], state)  # warm-up
     start = time.perf_counter()
     for i in range(0, len(frames), BATCH):
-        matter(to_tensor(frames[i : i + BATCH], matter.device), state)
+        matter(frames[i : i + BATCH], state)
     return len(frames) / (time.perf_counter() - start)
 
 

@@ -62,7 +62,7 @@ def portrait_work(style: str) -> Callable[[], Work]:
 
         def work(rgb: list[np.ndarray]) -> list[np.ndarray]:
             frames = to_tensor(rgb, device)
-            alpha = matter(frames, state)
+            alpha = matter(rgb, state)
             # The matte stage stores its alpha as 8 bits: so does this, to composite alike.
             alpha = alpha.mul(255).round().div(255).to(frames.dtype)
             styled = stabiliser(rgb, styler(frames))

@@ -7,7 +7,7 @@ from functools import cache
 
 import torch
 
-from models.device import compute_dtype, pick_device, to_tensor
+from models.device import compute_dtype, pick_device
 from models.person import MatteState, NobodyThere, PersonMatter, alpha_to_uint8
 from models.weights import ModelMissingError
 from orchestrator.errors import ConfigError, InputError
@@ -39,7 +39,7 @@ def person(ctx: TaskContext, stack: ExitStack) -> Frames:
     @torch.inference_mode()
     def fn(batch: Batch) -> list:
         try:
-            return list(alpha_to_uint8(matter(to_tensor(batch.source, matter.device), state)))
+            return list(alpha_to_uint8(matter(batch.source, state)))
         except NobodyThere as exc:
             raise InputError(ctx.job.input_name, str(exc)) from None
 
