@@ -45,15 +45,16 @@ class PictureOptions:
     """What a job does to the picture besides its recipe's work: the aspect ratio `crop` cuts
     to (width, height), the point whose person or object `inpaint` removes (x, y) and the
     point whose person alone a matte keeps (x, y, on the first frame), None when not asked;
-    and for image outputs, whether their metadata (EXIF) is left out and whether
-    their colours are converted to sRGB from the input's colour profile (else the profile is
-    kept with them)."""
+    whether a matting network redraws the people's edges (`fine_edges`); and for image
+    outputs, whether their metadata (EXIF) is left out and whether their colours are converted
+    to sRGB from the input's colour profile (else the profile is kept with them)."""
 
     ratio: tuple[int, int] | None = None
     at: tuple[int, int] | None = None
     strip_metadata: bool = False
     srgb: bool = False
     person: tuple[int, int] | None = None
+    fine_edges: bool = False
 
 
 NO_PICTURE_OPTIONS = PictureOptions()
@@ -105,6 +106,8 @@ class JobParams:
     remove_at: tuple[int, int] | None = None
     # matte: only the person under this point (x, y) of the first frame, followed through a video
     person_at: tuple[int, int] | None = None
+    # matte: the people's edges redrawn by a portrait-matting network (models/edges.py)
+    fine_edges: bool = False
     # Image outputs: without the input's EXIF; in sRGB (converted from the input's ICC profile)
     strip_metadata: bool = False
     srgb: bool = False

@@ -51,6 +51,7 @@ def job_params(
         crop_ratio=picture.ratio,
         remove_at=picture.at,
         person_at=picture.person,
+        fine_edges=picture.fine_edges,
         strip_metadata=picture.strip_metadata,
         srgb=picture.srgb,
     )
@@ -95,6 +96,8 @@ def check_request(
         raise RecipeError(f"recipe {recipe} takes no point to remove at (inpaint does)")
     if picture.person is not None and not spec.has_stage(MATTE_STAGE):
         raise RecipeError(f"recipe {recipe} mattes nobody: no person to pick")
+    if picture.fine_edges and not spec.has_stage(MATTE_STAGE):
+        raise RecipeError(f"recipe {recipe} mattes nobody: no edges to refine")
     style = _style(spec, style)
     for stage in also_outputs:
         if stage == spec.output:

@@ -331,7 +331,7 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
         "background": sub.files.get("background"),
         "also_outputs": (MATTE_STAGE,) if params.with_matte else (),
         "style": sub.files["style"],
-        "picture": PictureOptions(ratio, at, params.strip_metadata, params.srgb, person),
+        "picture": PictureOptions(ratio, at, params.strip_metadata, params.srgb, person, params.fine_edges),
         "job_id": new_id(),
         "name": sub.name,
         "origin": origin,

