@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import httpx
 import numpy as np
 import pytest
 
+from frameq.samples import sample_clip
 from tests.api.server import ApiServer
 from tests.media import audio_onset_s, decode, make_video
 
@@ -440,3 +442,28 @@ def test_the_same_request_sent_at_once_makes_one_job(idle_api: ApiServer, tmp_pa
     assert len({job_id for _, job_id in answers}) == 1
     with idle_api.client(key) as client:
         assert listed(client) == [answers[0][1]]
+
+
+def test_a_picked_person_with_fine_edges_over_http(api: ApiServer, shared_key: str, tmp_path: Path) -> None:
+    # Given two men side by side (the carphone clip's and his mirror image), as a PNG
+    with av.open(str(sample_clip("carphone_pristine"))) as container:
+        decoded = zip(range(6), container.decode(video=0), strict=False)
+        frames = [f.to_ndarray(format="rgb24") for _, f in decoded]
+    pair = np.concatenate([frames[0], frames[5][:, ::-1]], axis=1)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))
+    assert ok
+    params = json.dumps({"person": "262,120", "fine_edges": True})
+    with api.client(shared_key) as client:
+        # When a cutout of the one on the right is asked for
+        job = created(upload(client, "two.png", png.tobytes(), "cutout", params=params))
+        assert api.wait_finished(client, job)["state"] == "done"
+        result = client.get(f"/v1/jobs/{job}/result")
+        # Then only he is in it
+        alpha = cv2.imdecode(np.frombuffer(result.content, np.uint8), cv2.IMREAD_UNCHANGED)[..., 3]
+        assert alpha[100:, 232:292].mean() > 230 and alpha[100:, 60:120].mean() < 10
+        # and a point on nobody fails its job in one line naming the upload; a malformed one is a 422
+        nobody = created(upload(client, "two.png", png.tobytes(), "cutout", params='{"person": "176,5"}'))
+        failed = api.wait_finished(client, nobody)
+        assert failed["state"] == "failed" and "two.png" in failed["error"] and "176,5" in failed["error"]
+        bad = upload(client, "two.png", png.tobytes(), "cutout", params='{"person": "left"}')
+        assert "point 'left'" in one_line_problem(bad, 422)
