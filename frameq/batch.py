@@ -159,9 +159,10 @@ def run_batch(
         for item in decision.new:
             click.echo(f"would process {item.file.path} -> {item.dest}")
         return
-    # A style or background file goes to the store once for the whole batch.
+    # A style, background or mask file goes to the store once for the whole batch.
     stored_background = _attach(runtime, chosen.id, "background", background)
     stored_style = replace(style, style=_attach(runtime, chosen.id, "style", style.style))
+    picture = replace(picture, mask=_attach(runtime, chosen.id, "mask", picture.mask))
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
@@ -266,7 +267,7 @@ def _suffixes(ext: str) -> tuple[str, ...]:
 
 
 def _attach(runtime: Runtime, batch_id: str, name: str, spec: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A style or background given as a file: uploaded once under the batch, by its key."""
+    """A style, background or mask given as a file: uploaded once under the batch, by its key."""
     if spec is None or "path" not in spec:
         return spec
     path = Path(spec["path"])

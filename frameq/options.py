@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from orchestrator.background import parse_background
+from orchestrator.masks import parse_mask
 from orchestrator.params import PictureOptions, parse_point, parse_ratio
 from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE, StyleChoice, parse_style
 
@@ -47,6 +48,7 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
         srgb: bool,
         person: str | None,
         fine_edges: bool,
+        mask: str | None,
         **kwargs: Any,
     ) -> R:
         choice = StyleChoice(
@@ -64,6 +66,7 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
             srgb,
             parse_point(person) if person else None,
             fine_edges,
+            parse_mask(mask) if mask else None,
         )
         return command(*args, background=backdrop, style=choice, picture=picture, **kwargs)
 
@@ -103,6 +106,11 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
             is_flag=True,
             help="Matting recipes: a portrait-matting network redraws the people's edges (hair gets "
             "partial opacity); ~0.1-0.6 s more a frame on the CPU.",
+        ),
+        click.option(
+            "--mask",
+            help="erase: what to remove, white on black: an image (one for every frame) or a "
+            "video (a mask per frame), the picture's shape.",
         ),
         click.option(
             "--strip-metadata", is_flag=True, help="Images: leave the input's EXIF out of the output."

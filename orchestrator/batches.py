@@ -129,9 +129,9 @@ def _canonical(data: Any) -> str:
 
 def fingerprint(recipe: str, params: dict[str, Any]) -> dict[str, Any]:
     """What a job's output depends on besides its input: the recipe and its parameters, with
-    a style or background file as its content's hash (not where it was uploaded to)."""
+    a style, background or mask file as its content's hash (not where it was uploaded to)."""
     values = dict(params)
-    for name in ("background", "style"):
+    for name in ("background", "style", "mask"):
         attached = values.get(name)
         if isinstance(attached, dict) and ("path" in attached or "key" in attached):
             kept = {k: v for k, v in attached.items() if k not in ("path", "key", "name")}

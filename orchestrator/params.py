@@ -45,7 +45,8 @@ class PictureOptions:
     """What a job does to the picture besides its recipe's work: the aspect ratio `crop` cuts
     to (width, height), the point whose person or object `inpaint` removes (x, y) and the
     point whose person alone a matte keeps (x, y, on the first frame), None when not asked;
-    whether a matting network redraws the people's edges (`fine_edges`); and for image
+    whether a matting network redraws the people's edges (`fine_edges`); the `mask` file
+    `erase` removes what it covers of; and for image
     outputs, whether their metadata (EXIF) is left out and whether their colours are converted
     to sRGB from the input's colour profile (else the profile is kept with them)."""
 
@@ -55,6 +56,8 @@ class PictureOptions:
     srgb: bool = False
     person: tuple[int, int] | None = None
     fine_edges: bool = False
+    # erase: what to remove, parse_mask's {"path", "kind"} until uploaded, then {"key", "kind"}
+    mask: dict[str, Any] | None = None
 
 
 NO_PICTURE_OPTIONS = PictureOptions()
@@ -108,6 +111,8 @@ class JobParams:
     person_at: tuple[int, int] | None = None
     # matte: the people's edges redrawn by a portrait-matting network (models/edges.py)
     fine_edges: bool = False
+    # erase: {"kind": "image" | "video", "key": store key} of the mask
+    mask: dict[str, Any] | None = None
     # Image outputs: without the input's EXIF; in sRGB (converted from the input's ICC profile)
     strip_metadata: bool = False
     srgb: bool = False

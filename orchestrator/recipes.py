@@ -48,6 +48,7 @@ class Recipe:
     default_style: str | None = None  # the --style it paints with unless told (a style stage only)
     takes_ratio: bool = False  # --ratio W:H: the aspect ratio it crops to
     takes_point: bool = False  # --at X,Y: the person or object it removes
+    takes_mask: bool = False  # --mask FILE (required): what it removes
     # A video in one segment: a stage must see every frame in one pass (the crop path follows
     # the subject over the whole video), so its work is not split across workers.
     whole_video: bool = False
@@ -196,6 +197,13 @@ RECIPES: dict[str, Recipe] = {
             ),
             output="inpaint",
             takes_point=True,
+        ),
+        Recipe(
+            name="erase",
+            description="What --mask covers (white) removed, filled in from its surroundings",
+            stages=(Stage("erase", "inpaint.mask"),),
+            output="erase",
+            takes_mask=True,
         ),
         Recipe(
             name="cutout",

@@ -39,7 +39,7 @@ def kept_keys(job: Job) -> set[str]:
     if job.output_key:
         keys |= set(output_keys(job))
     params = JobParams.from_json(job.params)
-    for attached in (params.background or {}, params.style or {}):  # files uploaded with the job
+    for attached in (params.background or {}, params.style or {}, params.mask or {}):  # uploaded with it
         if "key" in attached:
             keys.add(attached["key"])
     return keys

@@ -10,6 +10,7 @@ from typing import Any
 from orchestrator.background import background_key
 from orchestrator.errors import InputError, RecipeError, StoreRefused, TransientError
 from orchestrator.inputs import check_file, kind_of
+from orchestrator.masks import mask_key
 from orchestrator.params import NO_PICTURE_OPTIONS, JobParams, PictureOptions
 from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
 from orchestrator.repository import Origin, Repository
@@ -52,6 +53,7 @@ def job_params(
         remove_at=picture.at,
         person_at=picture.person,
         fine_edges=picture.fine_edges,
+        mask=picture.mask,
         strip_metadata=picture.strip_metadata,
         srgb=picture.srgb,
     )
@@ -98,6 +100,10 @@ def check_request(
         raise RecipeError(f"recipe {recipe} mattes nobody: no person to pick")
     if picture.fine_edges and not spec.has_stage(MATTE_STAGE):
         raise RecipeError(f"recipe {recipe} mattes nobody: no edges to refine")
+    if spec.takes_mask and picture.mask is None:
+        raise RecipeError(f"recipe {recipe} needs --mask: an image (white: remove) or a video of masks")
+    if picture.mask is not None and not spec.takes_mask:
+        raise RecipeError(f"recipe {recipe} takes no --mask (erase does)")
     style = _style(spec, style)
     for stage in also_outputs:
         if stage == spec.output:
@@ -145,8 +151,13 @@ def submit(
     if "path" in stored_style:
         stored_style["key"] = style_key(job_id, Path(stored_style["path"]).suffix)
     style = replace(style, style=stored_style or None)
+    stored_mask = dict(picture.mask or {})
+    if "path" in stored_mask:
+        stored_mask["key"] = mask_key(job_id, Path(stored_mask["path"]).suffix)
+    picture = replace(picture, mask=stored_mask or None)
     # Files uploaded with the source, each to the key recorded for it.
-    attached = [(d["key"], Path(d["path"])) for d in (stored_background, stored_style) if "path" in d]
+    uploads = (stored_background, stored_style, stored_mask)
+    attached = [(d["key"], Path(d["path"])) for d in uploads if "path" in d]
     name = name or str(path)
     job = repo.create_job(
         job_id=job_id,

@@ -137,6 +137,12 @@ TASK_TYPES: dict[str, TaskType] = {
             "workers.tasks.inpaint:people",
             "the people removed, filled in from their surroundings (OpenCV inpainting, by the matte)",
         ),
+        TaskType(
+            "inpaint.mask",
+            "composite",
+            "workers.tasks.inpaint:masked",
+            "what the job's --mask covers removed, filled in from its surroundings (OpenCV inpainting)",
+        ),
     )
 }
 

@@ -19,7 +19,7 @@ from frameq.api import batches, dashboard, jobs, metrics
 from frameq.api.auth import CurrentServices, CurrentTenant
 from frameq.api.schemas import ERRORS, JobByReference, Problem, Readiness, one_line
 from frameq.api.services import Services
-from orchestrator.recipes import RECIPES
+from orchestrator.recipes import MATTE_STAGE, RECIPES
 from orchestrator.settings import Settings
 from orchestrator.styles import catalogue
 
@@ -196,6 +196,10 @@ def recipes(_tenant: CurrentTenant) -> list[dict[str, Any]]:
             "background_kinds": list(r.background_kinds),
             "paints": r.default_style is not None,
             "default_style": r.default_style,
+            "mattes": r.has_stage(MATTE_STAGE),  # takes params.person and params.fine_edges
+            "takes_ratio": r.takes_ratio,
+            "takes_point": r.takes_point,
+            "needs_mask": r.takes_mask,  # mask_file
         }
         for r in RECIPES.values()
     ]

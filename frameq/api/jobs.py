@@ -56,6 +56,7 @@ from orchestrator.errors import (
     Unreachable,
 )
 from orchestrator.inputs import output_suffix_for
+from orchestrator.masks import parse_mask
 from orchestrator.outputs import output_keys
 from orchestrator.params import PictureOptions, parse_point, parse_ratio
 from orchestrator.recipes import MATTE_STAGE, Recipe, get_recipe
@@ -77,7 +78,7 @@ from orchestrator.webhooks import check_url
 log = logging.getLogger("frameq.api")
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-FILE_FIELDS = {"file", "style_file", "background_file"}
+FILE_FIELDS = {"file", "style_file", "background_file", "mask_file"}
 RETRY_AFTER_S = 30  # a tenant at its limit: about how long a job takes to make room
 BUSY_RETRY_S = 5  # the database busy (locked, a serialization failure): it passes in moments
 # Submissions being recorded at once. Each may copy an upload of up to FRAMEQ_MAX_UPLOAD_MB into
@@ -107,7 +108,7 @@ class Submission:
     name: str  # the input as errors and listings name it
     source: Path | None = None  # an upload's spool file
     source_key: str | None = None  # or an object already in the store
-    files: dict[str, Any] = field(default_factory=dict)  # style_file, background_file uploads
+    files: dict[str, Any] = field(default_factory=dict)  # style_file, background_file, mask_file
     fingerprint: dict[str, Any] = field(default_factory=dict)  # what idempotency compares
     batch: str | None = None  # an id from POST /v1/batches (or the client's own)
 
@@ -203,6 +204,14 @@ def _background(params: RecipeParams, form: Form | None) -> dict[str, Any] | Non
         with _named_as_sent(upload):
             return parse_background(str(upload.path))
     return None
+
+
+def _mask(form: Form | None) -> dict[str, Any] | None:
+    upload = form.files.get("mask_file") if form else None
+    if upload is None:
+        return None
+    with _named_as_sent(upload):
+        return parse_mask(str(upload.path))
 
 
 @contextmanager
@@ -331,7 +340,9 @@ def _record(svc: Services, tenant: Tenant, sub: Submission, idempotency_key: str
         "background": sub.files.get("background"),
         "also_outputs": (MATTE_STAGE,) if params.with_matte else (),
         "style": sub.files["style"],
-        "picture": PictureOptions(ratio, at, params.strip_metadata, params.srgb, person, params.fine_edges),
+        "picture": PictureOptions(
+            ratio, at, params.strip_metadata, params.srgb, person, params.fine_edges, sub.files.get("mask")
+        ),
         "job_id": new_id(),
         "name": sub.name,
         "origin": origin,
@@ -396,6 +407,7 @@ def _same_request(job: Job, fingerprint: str) -> Job:
                             "batch": {"type": "string", "pattern": BATCH_ID.pattern},
                             "style_file": {"type": "string", "format": "binary"},
                             "background_file": {"type": "string", "format": "binary"},
+                            "mask_file": {"type": "string", "format": "binary"},
                         },
                     }
                 },
@@ -435,6 +447,7 @@ async def create_job(request: Request, svc: CurrentServices, tenant: CurrentTena
             sub = _by_upload(form, tenant)
         sub.files["style"] = _style(sub.params, form, tenant)
         sub.files["background"] = _background(sub.params, form)
+        sub.files["mask"] = _mask(form)
         job, made = await anyio.to_thread.run_sync(
             _record, svc, tenant, sub, idempotency_key, limiter=RECORDING
         )

@@ -467,3 +467,25 @@ def test_a_picked_person_with_fine_edges_over_http(api: ApiServer, shared_key: s
         assert failed["state"] == "failed" and "two.png" in failed["error"] and "176,5" in failed["error"]
         bad = upload(client, "two.png", png.tobytes(), "cutout", params='{"person": "left"}')
         assert "point 'left'" in one_line_problem(bad, 422)
+
+
+def test_erase_with_a_mask_uploaded_beside_it(api: ApiServer, shared_key: str, tmp_path: Path) -> None:
+    image = write_png(tmp_path / "in.png")
+    mask = np.zeros((96, 112), np.uint8)
+    mask[30:60, 40:80] = 255
+    ok, mask_png = cv2.imencode(".png", mask)
+    assert ok
+    with api.client(shared_key) as client:
+        answer = client.post(
+            "/v1/jobs",
+            files={"file": ("in.png", image.read_bytes()), "mask_file": ("mask.png", mask_png.tobytes())},
+            data={"recipe": "erase"},
+        )
+        job = created(answer)
+        assert api.wait_finished(client, job)["state"] == "done"
+        result = cv2.imdecode(np.frombuffer(client.get(f"/v1/jobs/{job}/result").content, np.uint8), 1)
+        changed = np.abs(result.astype(int) - cv2.imread(str(image)).astype(int)).max(-1) > 0
+        assert changed[30:60, 40:80].mean() > 0.9
+        assert not changed[:20].any() and not changed[75:].any()  # far from the mask: untouched
+        # erase without a mask is the request's mistake
+        assert "needs --mask" in one_line_problem(upload(client, "in.png", image.read_bytes(), "erase"), 422)

@@ -80,13 +80,17 @@ def test_an_unchanged_file_keeps_its_recorded_hash_unread(tmp_path: Path) -> Non
     assert item.sha256 != "0" * 64
 
 
-def test_a_style_file_counts_by_its_content(tmp_path: Path) -> None:
-    one, two = tmp_path / "one.jpg", tmp_path / "two.jpg"
-    one.write_bytes(b"style")
-    two.write_bytes(b"style")
-    a = fingerprint("style", {"output_suffix": ".png", "style": {"kind": "image", "path": str(one)}})
-    b = fingerprint("style", {"output_suffix": ".png", "style": {"kind": "image", "path": str(two)}})
-    assert a == b
+@pytest.mark.parametrize(("recipe", "name"), [("style", "style"), ("erase", "mask")])
+def test_a_style_or_mask_file_counts_by_its_content(tmp_path: Path, recipe: str, name: str) -> None:
+    one, two, other = tmp_path / "one.png", tmp_path / "two.png", tmp_path / "other.png"
+    one.write_bytes(b"content")
+    two.write_bytes(b"content")
+    other.write_bytes(b"another content")
+    a, b, c = (
+        fingerprint(recipe, {"output_suffix": ".png", name: {"kind": "image", "path": str(path)}})
+        for path in (one, two, other)
+    )
+    assert a == b and a != c
     assert batch_key(str(tmp_path), tmp_path / "out", a) == batch_key(str(tmp_path), tmp_path / "out", b)
     assert batch_key(str(tmp_path), tmp_path / "out2", a) != batch_key(str(tmp_path), tmp_path / "out", a)
 

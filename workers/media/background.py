@@ -28,7 +28,15 @@ class Background:
     turned into the orientation they are stored in: a phone video stored landscape and shown
     upright (`rotation`, degrees counter-clockwise) gets an upright background."""
 
-    def __init__(self, spec: dict, path: Path | None, height: int, width: int, rotation: int = 0) -> None:
+    def __init__(
+        self,
+        spec: dict,
+        path: Path | None,
+        height: int,
+        width: int,
+        rotation: int = 0,
+        name: str = "background",
+    ) -> None:
         self.turns = (rotation // 90) % 4
         if self.turns % 2:  # shown sideways: fit to the shown size
             height, width = width, height
@@ -43,7 +51,7 @@ class Background:
             self.still = np.full((height, width, 3), spec["colour"], np.uint8)
         elif spec.get("kind") == "image":
             assert path is not None
-            self.still = self._stored(cover(read_rgb(path, "background image"), height, width))
+            self.still = self._stored(cover(read_rgb(path, f"{name} image"), height, width))
         else:
             assert path is not None
             try:
@@ -51,7 +59,7 @@ class Background:
                     container.streams.video[0]
                     self.duration = float(container.duration or 0) / 1e6
             except (av.FFmpegError, IndexError, TypeError) as exc:
-                raise InputError("background video", f"not a readable video ({exc})") from None
+                raise InputError(f"{name} video", f"not a readable video ({exc})") from None
 
     def at(self, t: float) -> np.ndarray:
         if self.still is not None:

@@ -13,6 +13,7 @@ from models.inpaint import MATTE_THRESHOLD, region_at, remove
 from models.saliency import work_size
 from orchestrator.errors import InputError
 from workers.frames import Batch, Frames
+from workers.media.masks import Masks
 from workers.runtime import TaskContext
 from workers.tasks.crop import saliency_model
 
@@ -34,6 +35,27 @@ def people(ctx: TaskContext, stack: ExitStack) -> Frames:
                 mask = _under(ctx, rgb, mask, at, name)
             out.append(remove(rgb, mask))
         return out
+
+    return Frames(fn)
+
+
+def masked(ctx: TaskContext, stack: ExitStack) -> Frames:
+    """erase: what the job's --mask covers gone, each frame by the mask of its time."""
+    spec = ctx.params.mask
+    if spec is None:
+        raise ValueError(f"job {ctx.job.id}: {ctx.job.recipe} without a mask")
+    path = stack.enter_context(ctx.store.reading(spec["key"]))
+    rotation = ctx.job.media.get("rotation", 0)  # images are read upright: none
+    fitted: list[Masks] = []
+
+    def fn(batch: Batch) -> list:
+        if not fitted:  # on the first batch, when the frames' size is known
+            height, width = batch.source[0].shape[:2]
+            try:
+                fitted.append(Masks(spec, path, height, width, rotation))
+            except ValueError as exc:
+                raise InputError(ctx.job.input_name, str(exc)) from None
+        return [remove(rgb, fitted[0].at(t)) for rgb, t in zip(batch.source, batch.times_s, strict=True)]
 
     return Frames(fn)
 
