@@ -19,8 +19,14 @@ from tests.conftest import run_cli
 from tests.media import decode, make_video
 
 
-def recipe_args(recipe: str, tmp_path: Path) -> tuple[str, ...]:
-    """What each recipe needs beyond input and output: a background, a second picture."""
+def recipe_args(recipe: str, tmp_path: Path, size: tuple[int, int] = (176, 144)) -> tuple[str, ...]:
+    """What each recipe needs beyond input and output: a background, a second picture, a mask
+    of the input's size (width, height)."""
+    if recipe == "erase":
+        mask = np.zeros((size[1], size[0]), np.uint8)
+        mask[size[1] // 3 : size[1] // 2, size[0] // 3 : size[0] // 2] = 255
+        Image.fromarray(mask).save(tmp_path / "mask.png")
+        return ("--mask", str(tmp_path / "mask.png"))
     if recipe == "bg-replace":
         return ("--background", "#00b140")
     if recipe == "double-exposure":
@@ -61,7 +67,7 @@ def test_every_recipe_on_an_image(recipe: str, tmp_path: Path, frameq_env: dict[
 def test_every_recipe_on_a_video(recipe: str, tmp_path: Path, frameq_env: dict[str, str]) -> None:
     clip = make_video(tmp_path / "in.mp4", frames=24, gop=8, width=160, height=120)
     out = tmp_path / ("out.mov" if RECIPES[recipe].alpha else "out.mp4")
-    args = ("--segment-s", "0.25", *recipe_args(recipe, tmp_path))
+    args = ("--segment-s", "0.25", *recipe_args(recipe, tmp_path, (160, 120)))
     stdout = run_ok(frameq_env, str(clip.path), "-o", str(out), "-r", recipe, *args)
     assert " 24 frames in " in stdout  # frames of the video, not frames times stages
     decoded = decode(out)
@@ -197,6 +203,25 @@ def test_a_background_is_upright_in_a_rotated_video(tmp_path: Path, frameq_env: 
     assert shown.shape[:2] == (160, 96)
     top, bottom = shown[: height // 4].reshape(-1, 3).mean(0), shown[-height // 4 :].reshape(-1, 3).mean(0)
     assert top[0] > 150 > top[2] and bottom[2] > 150 > bottom[0], (top, bottom)
+
+
+def test_a_mask_is_turned_with_a_rotated_video(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    # Given a phone video stored landscape (160x96) and shown upright (rotated 90), and a mask
+    # drawn on it as shown (96x160): its top half
+    clip = make_video(tmp_path / "phone.mp4", frames=6, width=160, height=96, rotation=90, flash_frame=None)
+    mask = np.zeros((160, 96), np.uint8)
+    mask[:80] = 255
+    Image.fromarray(mask).save(tmp_path / "top.png")
+    out = tmp_path / "out.mp4"
+    run_ok(frameq_env, str(clip.path), "-o", str(out), "-r", "erase", "--mask", str(tmp_path / "top.png"))
+    before, after = decode(clip.path), decode(out)
+    assert after.rotation == before.rotation != 0
+    # Then, turned as a player shows them, the top half is redrawn and the bottom kept
+    turns = after.rotation // 90
+    diff = np.abs(
+        np.rot90(after.frames[0], turns).astype(float) - np.rot90(before.frames[0], turns).astype(float)
+    )
+    assert diff[:70].mean() > 10 * max(1.0, diff[95:].mean()), (diff[:70].mean(), diff[95:].mean())
 
 
 def test_the_matte_network_is_fixed_with_the_job(tmp_path: Path, frameq_env: dict[str, str]) -> None:
