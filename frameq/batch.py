@@ -42,7 +42,7 @@ from orchestrator.batches import (
     source_id,
 )
 from orchestrator.dispatch import PRIORITIES, CeleryDispatcher
-from orchestrator.errors import ConfigError, FrameqError, InputError
+from orchestrator.errors import ConfigError, FrameqError, InputError, RecipeError
 from orchestrator.inputs import MEDIA_SUFFIXES, check_file, kind_of
 from orchestrator.outputs import copy_outputs
 from orchestrator.params import PictureOptions
@@ -123,6 +123,8 @@ def run_batch(
     settings = Settings.from_env(device=device)
     check_device(settings, device)
     also = (MATTE_STAGE,) if with_matte else ()
+    if picture.more_ratios:  # items are files: one output each
+        raise RecipeError("one aspect ratio a batch: run it once per ratio, each into its own DEST")
     style = check_request(recipe, background, style, also, picture)
     filters = Filters(
         suffixes=_suffixes(ext) if ext else MEDIA_SUFFIXES,

@@ -25,7 +25,7 @@ from frameq.servers import BROKER_ERRORS, DATABASE_ERRORS, broker_unreachable, d
 from orchestrator.errors import FrameqError, InputError, JobNotFound
 from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, kind_of, output_suffix_for
 from orchestrator.outputs import copy_outputs, stage_output_path
-from orchestrator.params import PictureOptions
+from orchestrator.params import PictureOptions, ratio_name
 from orchestrator.recipes import MATTE_STAGE, RECIPES, get_recipe
 from orchestrator.schema import JobState
 from orchestrator.settings import PRESETS, Settings
@@ -123,7 +123,12 @@ def run(
     settings = Settings.from_env(crf=crf, preset=preset, segment_s=segment_s, device=device)
     check_device(settings, device)
     also = (MATTE_STAGE,) if with_matte else ()
-    pairs = _pairs(input_path, output, get_recipe(recipe).alpha, also)
+    jobs = [
+        (src, dest, one)
+        for src, dest in _pairs(input_path, output, get_recipe(recipe).alpha, also)
+        for dest, one in per_ratio(dest, picture)
+    ]
+    pairs = [(src, dest) for src, dest, _ in jobs]
     if input_path.is_dir():
         check_output_directory(output)
         check_outputs(_written(pairs, also))
@@ -136,7 +141,7 @@ def run(
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for job_id, (src, dest) in zip(outputs, pairs, strict=True):
+        for job_id, (src, dest, one) in zip(outputs, jobs, strict=True):
             submit(
                 runtime.repo,
                 runtime.store,
@@ -148,7 +153,7 @@ def run(
                 background=background,
                 also_outputs=also,
                 style=style,
-                picture=picture,
+                picture=one,
                 job_id=job_id,
             )
         with ProgressBar(runtime.repo, list(outputs), enabled=sys.stderr.isatty()):
@@ -174,6 +179,16 @@ def run(
         if len(outputs) > 1:
             click.echo(f"{failed} of {len(outputs)} jobs failed", err=True)
         sys.exit(1)
+
+
+def per_ratio(dest: Path, picture: PictureOptions) -> list[tuple[Path, PictureOptions]]:
+    """The output and options of each job for one input: one, or one per aspect ratio asked,
+    each output named for its ratio (photo.4x5.jpg)."""
+    pictures = picture.each_ratio()
+    if len(pictures) == 1:
+        return [(dest, picture)]
+    named = [(p, ratio_name(p.ratio)) for p in pictures if p.ratio]
+    return [(dest.with_name(f"{dest.stem}.{name}{dest.suffix}"), p) for p, name in named]
 
 
 def _cancel(runtime: Runtime, job_ids: Iterable[str]) -> int:

@@ -69,24 +69,25 @@ def submit(
     check_broker(dispatcher, settings)  # else the job would be recorded and uploaded, then stuck
     alpha = get_recipe(recipe).alpha
     suffix = output_suffix_for(input_path, Path(f"output.{fmt}") if fmt else None, alpha)
-    job = submit_job(
-        runtime.repo,
-        runtime.store,
-        settings,
-        input_path,
-        recipe,
-        suffix,
-        priority=PRIORITIES[priority],
-        background=background,
-        also_outputs=(MATTE_STAGE,) if with_matte else (),
-        style=style,
-        picture=picture,
-    )
-    if job.state == JobState.FAILED:
-        click.echo(f"error: {job.error}", err=True)
-        sys.exit(1)
-    send_ready(dispatcher, runtime.repo, settings, job.id)
-    click.echo(job.id)
+    for one in picture.each_ratio():  # several aspect ratios: a job for each, its id on a line
+        job = submit_job(
+            runtime.repo,
+            runtime.store,
+            settings,
+            input_path,
+            recipe,
+            suffix,
+            priority=PRIORITIES[priority],
+            background=background,
+            also_outputs=(MATTE_STAGE,) if with_matte else (),
+            style=style,
+            picture=one,
+        )
+        if job.state == JobState.FAILED:
+            click.echo(f"error: {job.error}", err=True)
+            sys.exit(1)
+        send_ready(dispatcher, runtime.repo, settings, job.id)
+        click.echo(job.id)
 
 
 def send_ready(dispatcher: CeleryDispatcher, repo: Repository, settings: Settings, job_id: str) -> None:

@@ -11,7 +11,7 @@ import click
 
 from orchestrator.background import parse_background
 from orchestrator.masks import parse_mask
-from orchestrator.params import PictureOptions, parse_point, parse_ratio
+from orchestrator.params import PictureOptions, parse_point, parse_ratios
 from orchestrator.styles import DEFAULT_STRENGTH, MAX_SIZE, MIN_SIZE, StyleChoice, parse_style
 
 R = TypeVar("R")
@@ -59,14 +59,16 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
             stabilise=not no_stabilise,
         )
         backdrop = parse_background(background) if background else None
+        ratios = parse_ratios(ratio) if ratio else ()
         picture = PictureOptions(
-            parse_ratio(ratio) if ratio else None,
+            ratios[0] if ratios else None,
             parse_point(at) if at else None,
             strip_metadata,
             srgb,
             parse_point(person) if person else None,
             fine_edges,
             parse_mask(mask) if mask else None,
+            ratios[1:],
         )
         return command(*args, background=backdrop, style=choice, picture=picture, **kwargs)
 
@@ -91,7 +93,9 @@ def job_options(command: Callable[..., R]) -> Callable[..., R]:
             "--no-stabilise", is_flag=True, help="Video: style each frame on its own (faster, flickers)."
         ),
         click.option(
-            "--ratio", help="crop: the aspect ratio W:H to cut to (1:1, 4:5, 9:16, ...); default 1:1."
+            "--ratio",
+            help="crop: the aspect ratio W:H to cut to (1:1, 4:5, 9:16, ...), or several comma-separated "
+            "(run and submit: one output each, NAME.WxH.EXT); default 1:1.",
         ),
         click.option(
             "--at", help="inpaint: remove only the person (else the object) under X,Y; default: all."

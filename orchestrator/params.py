@@ -9,7 +9,7 @@ own copies with the same functions.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from orchestrator.errors import ConfigError
@@ -30,6 +30,19 @@ def parse_ratio(text: str) -> tuple[int, int]:
     if match is None or int(match[1]) == 0 or int(match[2]) == 0:
         raise ConfigError(f"aspect ratio {text!r} is not W:H in positive whole numbers (e.g. 1:1, 4:5, 9:16)")
     return int(match[1]), int(match[2])
+
+
+def parse_ratios(text: str) -> tuple[tuple[int, int], ...]:
+    """One aspect ratio or several, comma-separated (1:1,4:5,9:16); each once, in order."""
+    ratios = tuple(dict.fromkeys(parse_ratio(part) for part in text.split(",") if part.strip()))
+    if not ratios:
+        raise ConfigError(f"aspect ratio {text!r} is not W:H in positive whole numbers (e.g. 1:1, 4:5, 9:16)")
+    return ratios
+
+
+def ratio_name(ratio: tuple[int, int]) -> str:
+    """How an output cut to `ratio` is told from its siblings: 4:5 -> "4x5" (photo.4x5.jpg)."""
+    return f"{ratio[0]}x{ratio[1]}"
 
 
 def parse_point(text: str) -> tuple[int, int]:
@@ -58,6 +71,13 @@ class PictureOptions:
     fine_edges: bool = False
     # erase: what to remove, parse_mask's {"path", "kind"} until uploaded, then {"key", "kind"}
     mask: dict[str, Any] | None = None
+    # crop: the aspect ratios asked beyond `ratio`; a job cuts one, so a command asked for
+    # several makes a job for each (each_ratio)
+    more_ratios: tuple[tuple[int, int], ...] = ()
+
+    def each_ratio(self) -> list[PictureOptions]:
+        """These options once per aspect ratio asked, each with one ratio."""
+        return [replace(self, ratio=r, more_ratios=()) for r in (self.ratio, *self.more_ratios)]
 
 
 NO_PICTURE_OPTIONS = PictureOptions()

@@ -94,6 +94,8 @@ def check_request(
             )
     if picture.ratio is not None and not spec.takes_ratio:
         raise RecipeError(f"recipe {recipe} takes no aspect ratio (crop does)")
+    if picture.more_ratios:
+        raise RecipeError("a job cuts one aspect ratio: `frameq run` and `submit` make one job for each")
     if picture.at is not None and not spec.takes_point:
         raise RecipeError(f"recipe {recipe} takes no point to remove at (inpaint does)")
     if picture.person is not None and not spec.has_stage(MATTE_STAGE):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.acceptance.oneline import one_line_error
 from tests.conftest import run_cli
 from tests.media import decode
 
@@ -121,3 +122,30 @@ def test_another_recipe_or_a_bad_ratio_is_refused(tmp_path: Path, frameq_env: di
     assert other.returncode == 1 and "takes no aspect ratio" in other.stderr
     bad = run_cli(frameq_env, "run", str(src), "-r", "crop", "--ratio", "wide", "-o", str(tmp_path / "o.png"))
     assert bad.returncode == 1 and "not W:H" in bad.stderr
+
+
+def test_several_ratios_give_one_output_each_as_each_alone_would(
+    tmp_path: Path, frameq_env: dict[str, str]
+) -> None:
+    src, person = photo(tmp_path, "lucia")
+    out = tmp_path / "crop.png"
+    result = run_cli(frameq_env, "run", str(src), "-r", "crop", "--ratio", "1:1,4:5,9:16", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert not out.exists()
+    whole = np.asarray(Image.open(src).convert("RGB"))
+    for name, size in (("1x1", (480, 480)), ("4x5", (384, 480)), ("9x16", (270, 480))):
+        crop = np.asarray(Image.open(tmp_path / f"crop.{name}.png").convert("RGB"))
+        assert (crop.shape[1], crop.shape[0]) == size
+        x, y = located(crop, whole)
+        assert person[y : y + size[1], x : x + size[0]].sum() / person.sum() > 0.95
+    alone = tmp_path / "alone.png"
+    result = run_cli(frameq_env, "run", str(src), "-r", "crop", "--ratio", "4:5", "-o", str(alone))
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.asarray(Image.open(alone)), np.asarray(Image.open(tmp_path / "crop.4x5.png")))
+    # a batch cuts one ratio (a library is run once per ratio, each into its own folder)
+    library = tmp_path / "library"
+    library.mkdir()
+    src.rename(library / src.name)
+    dest = tmp_path / "cropped"
+    batch = run_cli(frameq_env, "batch", str(library), "-r", "crop", "--ratio", "1:1,4:5", "-o", str(dest))
+    assert "one aspect ratio a batch: run it once per ratio" in one_line_error(batch)

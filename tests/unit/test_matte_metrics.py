@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.matte_metrics import band, band_mae, boundary_f, edge_iou, flicker, iou, mae
+from bench.matte_metrics import band, band_mae, boundary_f, edge_iou, flicker, iou, lost_frames, mae
 
 
 def square(offset: int = 0, size: int = 100) -> np.ndarray:
@@ -59,3 +59,11 @@ def test_edge_iou_forgives_edge_errors_and_nothing_else() -> None:
     blob = truth.copy()
     blob[70:90, 70:90] = True
     assert edge_iou(blob.astype(np.float32), truth) == pytest.approx(1600 / 2000)
+
+
+def test_a_lost_frame_is_nobody_between_two_frames_with_somebody() -> None:
+    alphas = np.zeros((6, 40, 40), np.uint8)
+    alphas[[0, 2, 3, 5], 10:30, 10:30] = 255  # frames 1 and 4 lose the person
+    alphas[1, 0:1, 0:1] = 255  # one pixel is not somebody (under PERSON_AREA of the frame)
+    assert lost_frames(alphas) == 2
+    assert lost_frames(alphas[:2]) == 0 and lost_frames(alphas[2:4]) == 0  # no frame between

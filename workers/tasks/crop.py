@@ -9,6 +9,7 @@ every cut, the best window; the path is made from those, and the second pass cut
 from __future__ import annotations
 
 import bisect
+import hashlib
 from contextlib import ExitStack
 from fractions import Fraction
 from functools import cache
@@ -37,6 +38,8 @@ DEFAULT_RATIO = (1, 1)
 # is smoothed over half a second either way, so a few samples a second (and one at every cut)
 # place it as well as every frame would.
 ANALYSE_FPS = 6.0
+RECENT_MAPS = 8  # pictures whose saliency maps a worker keeps (see _picture_map)
+_RECENT_MAPS: dict[bytes, torch.Tensor] = {}
 
 
 @cache
@@ -54,12 +57,24 @@ def smart(ctx: TaskContext, stack: ExitStack) -> Frames:
 
     def fn(batch: Batch) -> list:
         out = []
-        for rgb, sal in zip(batch.source, _maps(saliency, batch.source), strict=True):
+        for rgb in batch.source:
             height, width = rgb.shape[:2]
-            out.append(_cut(rgb, best_window(sal[0], width, height, ratio)))
+            out.append(_cut(rgb, best_window(_picture_map(saliency, rgb), width, height, ratio)))
         return out
 
     return Frames(fn)
+
+
+def _picture_map(saliency: Saliency, rgb: np.ndarray) -> torch.Tensor:
+    """A picture's saliency map [h, w], kept for the next few pictures: the jobs of one picture
+    cut to several aspect ratios (`--ratio 1:1,4:5,9:16`) run one after another in a worker
+    and share it (the networks cost ~100x the window search)."""
+    digest = hashlib.blake2b(rgb.tobytes(), digest_size=16).digest() + repr(rgb.shape).encode()
+    if digest not in _RECENT_MAPS:
+        if len(_RECENT_MAPS) >= RECENT_MAPS:
+            del _RECENT_MAPS[next(iter(_RECENT_MAPS))]
+        _RECENT_MAPS[digest] = _maps(saliency, [rgb])[0, 0]
+    return _RECENT_MAPS[digest]
 
 
 def _video(ctx: TaskContext, saliency: Saliency, ratio: Fraction) -> Frames:

@@ -1,0 +1,31 @@
+"""The job-parameter rules the CLI, the API and batches share (orchestrator/params.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.params import JobParams, PictureOptions, parse_point, parse_ratios, ratio_name
+
+
+def test_one_ratio_or_several_each_once_in_order() -> None:
+    assert parse_ratios("4:5") == ((4, 5),)
+    assert parse_ratios(" 1:1, 9:16 ,4:5,1:1") == ((1, 1), (9, 16), (4, 5))
+    assert [ratio_name(r) for r in parse_ratios("16:9,21:9")] == ["16x9", "21x9"]
+    for bad in ("", ",", "1:0", "4:5,wide"):
+        with pytest.raises(ConfigError, match="not W:H"):
+            parse_ratios(bad)
+
+
+def test_options_for_several_ratios_split_into_one_per_job() -> None:
+    asked = PictureOptions(ratio=(1, 1), srgb=True, more_ratios=((4, 5), (9, 16)))
+    each = asked.each_ratio()
+    assert [p.ratio for p in each] == [(1, 1), (4, 5), (9, 16)]
+    assert all(p.more_ratios == () and p.srgb for p in each)
+    assert PictureOptions().each_ratio() == [PictureOptions()]
+
+
+def test_points_and_new_fields_survive_the_stored_form() -> None:
+    assert parse_point(" 12 , 340 ") == (12, 340)
+    params = JobParams(".png", person_at=(10, 20), fine_edges=True, mask={"kind": "image", "key": "k"})
+    assert JobParams.from_json(params.to_json()) == params
