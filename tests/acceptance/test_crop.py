@@ -149,3 +149,30 @@ def test_several_ratios_give_one_output_each_as_each_alone_would(
     dest = tmp_path / "cropped"
     batch = run_cli(frameq_env, "batch", str(library), "-r", "crop", "--ratio", "1:1,4:5", "-o", str(dest))
     assert "one aspect ratio a batch: run it once per ratio" in one_line_error(batch)
+
+
+def test_a_video_stored_sideways_is_cut_as_upright(tmp_path: Path, frameq_env: dict[str, str]) -> None:
+    # Given lucia walking as an upright clip, and as a phone stores it: turned a quarter, with
+    # the display rotation that turns it back
+    frames = davis_clip(tmp_path / "upright.mp4", [("lucia", 12)])
+    sideways = tmp_path / "sideways.mp4"
+    with av.open(str(sideways), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 480, 854, "yuv420p"
+        stream.set_display_rotation(90)
+        for rgb in frames:
+            stored = np.ascontiguousarray(np.rot90(rgb, -1))
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        out.mux(stream.encode(None))
+    # When both are cut to 9:16
+    windows = []
+    for src in (tmp_path / "upright.mp4", sideways):
+        out = tmp_path / f"{src.stem}-9x16.mp4"
+        result = run_cli(frameq_env, "run", str(src), "-r", "crop", "--ratio", "9:16", "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        decoded = decode(out)
+        windows.append([np.rot90(f, decoded.rotation // 90) for f in decoded.frames])
+    # Then, as shown, both are 270x480 and sit at the same place of the frame
+    for upright, turned, whole in zip(*windows, frames, strict=True):
+        assert upright.shape[:2] == turned.shape[:2] == (480, 270)
+        assert abs(offset(upright, whole) - offset(turned, whole)) <= 8

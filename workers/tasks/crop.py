@@ -80,7 +80,10 @@ def _picture_map(saliency: Saliency, rgb: np.ndarray) -> torch.Tensor:
 def _video(ctx: TaskContext, saliency: Saliency, ratio: Fraction) -> Frames:
     media = ctx.job.media
     width, height = media["width"], media["height"]
-    if media.get("rotation", 0) % 180 == 90:  # stored sideways: the ratio as shown, as stored
+    # A phone video stored sideways: the ratio is as shown, the window cut as stored, and the
+    # networks see the frames upright (a face lying on its side is one CenterFace misses).
+    turns = (media.get("rotation", 0) // 90) % 4
+    if turns % 2:
         ratio = 1 / ratio
     size = window_size(width, height, ratio, even=True)  # H.264 4:2:0 wants even sides
     fps = float(Fraction(media["avg_rate"])) or 30.0
@@ -103,7 +106,8 @@ def _video(ctx: TaskContext, saliency: Saliency, ratio: Fraction) -> Frames:
             if i % every == 0 or cut:
                 picked.append((i, rgb))
         if picked:
-            maps = _maps(saliency, [rgb for _, rgb in picked])
+            shown = [np.ascontiguousarray(np.rot90(rgb, turns)) for _, rgb in picked]
+            maps = torch.rot90(_maps(saliency, shown), -turns, dims=(2, 3))  # back as stored
             for (i, _), sal in zip(picked, maps, strict=True):
                 centres[i] = best_window(sal[0], width, height, ratio, even=True).centre
 
