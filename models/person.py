@@ -2,9 +2,10 @@
 
 1. The pose detector (BlazePose detector, 224x224 letterboxed) finds people anywhere in the
    frame, however small; two of its keypoints give each body's centre, size and tilt.
-2. Each body is cropped upright at 256x256 from the full-resolution frame and segmented
-   there by the pose-landmark network's mask head, so a person 5 % of the frame gets the
-   model's whole resolution rather than a few dozen of its pixels. Crops from the same
+2. Each body is cropped upright at 256x256 (from the full-resolution frame, or from the
+   working frame when the region is at least that size there) and segmented by the
+   pose-landmark network's mask head, so a person 5 % of the frame gets the model's whole
+   resolution rather than a few dozen of its pixels. Crops from the same
    batch run as one batch. The heavy landmark network is the default: on the DAVIS
    development videos its masks score ~0.015 IoU above the full network's, at ~2.7x its
    cost per person (bench/matte_quality.py, bench/matte_speed.py).
@@ -99,6 +100,11 @@ PATHS = ("pose", "followed", "turned", "whole-frame", "nobody")
 # and a point above the head (MediaPipe's "auxiliary" landmarks 33 and 34).
 HIP_POINT, TOP_POINT = 33, 34
 QUARTER_TURNS = (1, 2, 3)
+# While nobody is found, a video's frames are searched turned one in this many (the first
+# empty frame always): three more detector passes on every frame of an empty room would cost
+# more than all else the matter does there.
+TURNED_EVERY = 6
+REPEAT = 0.1  # of a region's size: two regions whose centres are closer are one person's
 
 
 @dataclass
@@ -112,6 +118,7 @@ class MatteState:
     following: list[Person] = field(default_factory=list)
     pick: tuple[float, float] | None = None
     chosen: Person | None = None  # the picked person's region, once chosen
+    nobody_for: int = 0  # frames in a row with nobody found
     paths: Counter[str] = field(default_factory=Counter)  # frames by the path that matted them
 
 
@@ -245,10 +252,10 @@ class PersonMatter:
     def segment(
         self, frames: FrameSet, people: list[list[Person]], state: MatteState | None = None
     ) -> torch.Tensor:
-        """Person probability at the working resolution; crops come from the full frames.
-        The detected people of all frames run as one batch; then, frame by frame, the people
-        the detector lost are followed, a frame with nobody is searched turned, and a frame
-        still empty gets the whole-frame network (none when a person is picked)."""
+        """Person probability at the working resolution. The detected people of all frames run
+        as one batch; then, frame by frame, the people the detector lost are followed, a frame
+        with nobody is searched turned, and a frame still empty gets the whole-frame network
+        (none when a person is picked)."""
         work, full_hw = frames.work, frames.full_hw
         b, _, h, w = work.shape
         coarse = torch.zeros(b, 1, h, w, device=self.device, dtype=self.dtype)
@@ -261,13 +268,14 @@ class PersonMatter:
         for i in range(b):
             results = [r for r in detected if r.frame == i and r.present]
             path = "pose" if results else "nobody"
-            if following:  # the last frame's people the detector missed here
-                lost, _ = _matching(following, people[i])
+            if following:  # the last frame's people the detector missed (or found in vain) here
+                lost, _ = _matching(following, [r.person for r in results])
                 if lost:
                     kept = [r for r in self._segment(frames, [(i, q) for q in lost]) if r.present]
                     path = path if results or not kept else "followed"
                     results += kept
-            if not results:
+            # A video with nobody in it is searched turned now and then, not at every frame.
+            if not results and (state is None or state.nobody_for % TURNED_EVERY == 0):
                 turned = self.detect_turned(work[i : i + 1], full_hw)
                 if pick:
                     turned = _only(turned, state.chosen if state else None)
@@ -276,16 +284,20 @@ class PersonMatter:
             if pick:
                 assert state is not None
                 results = self._picked(results, state, full_hw)
+                path = path if results else "nobody"
             for r in results:
                 grid = self._paste_grid(r.person, h, w, h / full_hw[0])
                 coarse[i] = torch.maximum(coarse[i], F.grid_sample(r.mask, grid, align_corners=False)[0])
             if following is not None:
-                following = [r.next for r in results]
+                following = _distinct([r.next for r in results])
             if not results and not pick:
                 coarse[i] = self._whole_frame(work[i : i + 1], h, w)[0]
                 path = "whole-frame"
             if state is not None:
                 state.paths[path] += 1
+                state.nobody_for = 0 if results else state.nobody_for + 1
+                if i == b - 1 and results:  # the next batch's regions shrink slowly from these
+                    state.people = [r.person for r in results]
         if state is not None and following is not None:
             state.following = following
         return coarse
@@ -468,6 +480,18 @@ def _matching(following: list[Person], found: list[Person]) -> tuple[list[Person
         [q for i, q in enumerate(following) if i not in matched],
         [p for j, p in enumerate(found) if j not in taken],
     )
+
+
+def _distinct(regions: list[Person]) -> list[Person]:
+    """The regions without repeats: one person's region from their detection and from their
+    following both put by their landmarks where they are, within a few percent of its size
+    (followed twice, they would stay two from then on). Two people side by side are further
+    apart than that, however much their regions overlap."""
+    kept: list[Person] = []
+    for p in regions:
+        if not any(math.hypot(p.cx - q.cx, p.cy - q.cy) < REPEAT * min(p.size, q.size) for q in kept):
+            kept.append(p)
+    return kept
 
 
 def _only(found: list[Person], chosen: Person | None) -> list[Person]:

@@ -103,7 +103,10 @@ def check_request(
     if picture.fine_edges and not spec.has_stage(MATTE_STAGE):
         raise RecipeError(f"recipe {recipe} mattes nobody: no edges to refine")
     if spec.takes_mask and picture.mask is None:
-        raise RecipeError(f"recipe {recipe} needs --mask: an image (white: remove) or a video of masks")
+        raise RecipeError(
+            f"recipe {recipe} needs --mask (over HTTP, mask_file): an image, white where to remove, "
+            "or a video of masks"
+        )
     if picture.mask is not None and not spec.takes_mask:
         raise RecipeError(f"recipe {recipe} takes no --mask (erase does)")
     style = _style(spec, style)

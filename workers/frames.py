@@ -37,6 +37,7 @@ class Batch:
     source: list[np.ndarray]  # RGB [H, W, 3] frames of the source; empty if the stage reads none
     inputs: list[list[np.ndarray]]  # per needed stage (recipe order): its frames of this batch
     times_s: list[float]  # presentation time of each frame (0 for an image)
+    warmup: bool = False  # frames of the segment before, for state only: their results are dropped
 
     def __len__(self) -> int:
         return len(self.times_s)
@@ -239,5 +240,5 @@ def _warmed(frames: Iterator[av.VideoFrame], start: int, count: int, fn: FrameFn
             warmed = True
             if before:
                 rgb = [f.to_ndarray(format="rgb24") for f in before]
-                fn(Batch(rgb, [], [float(f.time or 0.0) for f in before]))
+                fn(Batch(rgb, [], [float(f.time or 0.0) for f in before], warmup=True))
         yield frame

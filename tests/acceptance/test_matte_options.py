@@ -48,19 +48,15 @@ def test_only_the_picked_person_is_matted_through_the_video(
     two_people: Path, tmp_path: Path, frameq_env: dict[str, str]
 ) -> None:
     everyone, picked = tmp_path / "everyone.mp4", tmp_path / "picked.mp4"
-    run_ok(frameq_env, str(two_people), "-o", str(everyone), "-r", "matte", "--segment-s", "0.5")
-    run_ok(
-        frameq_env,
-        str(two_people),
-        "-o",
-        str(picked),
-        "-r",
-        "matte",
-        "--segment-s",
-        "0.5",
-        "--person",
-        "262,120",
-    )
+    env = {**frameq_env, "FRAMEQ_KEEP_INTERMEDIATES": "1"}  # to count the matte's segments
+    segments = []
+    for out, extra in ((everyone, ()), (picked, ("--person", "262,120"))):
+        args = ("run", str(two_people), "-o", str(out), "-r", "matte", "--segment-s", "0.5", *extra)
+        result = run_cli(env, *args)
+        assert result.returncode == 0, result.stderr
+        job_id = result.stdout.split()[1]  # "done JOB two.mp4 -> ..."
+        segments.append(len(list((Path(env["FRAMEQ_HOME"]) / "store" / "jobs" / job_id / "matte").iterdir())))
+    assert segments == [3, 1]  # a picked person is followed through one segment, not re-picked
     both, one = grey_frames(everyone), grey_frames(picked)
     assert len(both) == len(one) == 45
     assert both[(slice(None), *LEFT)].mean() > 230 and both[(slice(None), *RIGHT)].mean() > 230

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -26,6 +29,8 @@ from models.person import (
     to_alpha,
     track,
 )
+
+DAVIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "davis-dev"
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +106,37 @@ def test_a_person_the_detector_loses_is_followed_by_their_landmarks(
     assert state.paths == {"pose": 1, "followed": 1}
     a, b = detected[0, 0] >= 0.5, followed[0, 0] >= 0.5
     assert float((a & b).sum() / (a | b).sum()) > 0.9
-    # nobody to follow and nobody found upright: the turned search finds him (seen sideways)
+    # handed no detections and nobody to follow, the matter searches the frame turned
     lone = MatteState()
     matter.segment(batch, [[]], lone)
     assert lone.paths == {"turned": 1}
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_the_turned_search_finds_a_person_lying_or_upside_down(
+    matter: PersonMatter, frames: list[np.ndarray], turns: int
+) -> None:
+    upright = matter(frames[:1])[0, 0].numpy() >= 0.5
+    turned = matter.prepare([np.ascontiguousarray(np.rot90(frames[0], turns))])
+    state = MatteState()
+    # the detector's own answer withheld: only the turned search can find him
+    coarse = matter.segment(turned, [[]], state)
+    assert state.paths == {"turned": 1}
+    back = np.rot90(matter.refine(turned, coarse)[0, 0].numpy(), -turns) >= 0.5
+    assert (upright & back).sum() / (upright | back).sum() > 0.85
+
+
+def test_the_bytes_path_mattes_as_the_tensor_path_at_1080p(matter: PersonMatter) -> None:
+    # A real frame at 1080p, where the working frames are scaled and the regions cropped from
+    # them: OpenCV on the bytes (the CPU worker's path) against torch on floats (the GPU's)
+    with av.open(str(DAVIS / "video" / "lucia.mp4")) as container:
+        rgb = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    big = cv2.resize(rgb, (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    from_bytes = matter([big])[0, 0]
+    from_floats = matter(to_tensor([big], matter.device))[0, 0]
+    a, b = from_bytes >= 0.5, from_floats >= 0.5
+    assert float((a & b).sum() / (a | b).sum()) > 0.98
+    assert float((from_bytes - from_floats).abs().mean()) < 0.01
 
 
 def test_a_picked_person_is_the_only_one_matted(matter: PersonMatter, frames: list[np.ndarray]) -> None:

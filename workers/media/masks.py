@@ -12,6 +12,7 @@ from orchestrator.errors import InputError
 from orchestrator.masks import MASK_THRESHOLD, check_fit
 from workers.media.background import Background
 from workers.media.images import read_rgb
+from workers.media.shown import shown_size
 
 
 class Masks:
@@ -21,8 +22,7 @@ class Masks:
     it; scaled to the frame when drawn on a scaled copy, refused when of another shape."""
 
     def __init__(self, spec: dict, path: Path, height: int, width: int, rotation: int = 0) -> None:
-        shown = (width, height) if (rotation // 90) % 2 else (height, width)
-        check_fit(_size(spec["kind"], path), shown)
+        check_fit(_size(spec["kind"], path), shown_size(height, width, rotation))
         # The frames are fetched and fitted as a background's are; grey levels then say "remove".
         self.frames = Background(spec, path, height, width, rotation, name="mask")
 

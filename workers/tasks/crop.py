@@ -69,7 +69,8 @@ def _picture_map(saliency: Saliency, rgb: np.ndarray) -> torch.Tensor:
     """A picture's saliency map [h, w], kept for the next few pictures: the jobs of one picture
     cut to several aspect ratios (`--ratio 1:1,4:5,9:16`) run one after another in a worker
     and share it (the networks cost ~100x the window search)."""
-    digest = hashlib.blake2b(rgb.tobytes(), digest_size=16).digest() + repr(rgb.shape).encode()
+    digest = hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16).digest()  # no copy
+    digest += repr(rgb.shape).encode()
     if digest not in _RECENT_MAPS:
         if len(_RECENT_MAPS) >= RECENT_MAPS:
             del _RECENT_MAPS[next(iter(_RECENT_MAPS))]

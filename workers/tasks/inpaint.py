@@ -14,6 +14,7 @@ from models.saliency import work_size
 from orchestrator.errors import InputError
 from workers.frames import Batch, Frames
 from workers.media.masks import Masks
+from workers.media.shown import stored_point
 from workers.runtime import TaskContext
 from workers.tasks.crop import saliency_model
 
@@ -32,7 +33,10 @@ def people(ctx: TaskContext, stack: ExitStack) -> Frames:
         for rgb, matte in zip(batch.source, mattes, strict=True):
             mask = matte >= MATTE_THRESHOLD
             if at is not None:
-                mask = _under(ctx, rgb, mask, at, name)
+                # given in the pixels a player shows (images are read upright: no rotation)
+                height, width = rgb.shape[:2]
+                stored = stored_point(at, height, width, ctx.job.media.get("rotation", 0), name)
+                mask = _under(ctx, rgb, mask, stored, name, at)
             out.append(remove(rgb, mask))
         return out
 
@@ -61,20 +65,25 @@ def masked(ctx: TaskContext, stack: ExitStack) -> Frames:
 
 
 def _under(
-    ctx: TaskContext, rgb: np.ndarray, people: np.ndarray, at: tuple[int, int], name: str
+    ctx: TaskContext,
+    rgb: np.ndarray,
+    people: np.ndarray,
+    at: tuple[int, int],
+    name: str,
+    asked: tuple[int, int],
 ) -> np.ndarray:
-    """The person under the point, else the salient object under it."""
-    try:
-        person = region_at(people, *at)
-        if person is not None:
-            return person
-        thing = region_at(_objects(ctx, rgb), *at)
-    except ValueError as exc:  # the point is off the picture
-        raise InputError(name, str(exc)) from None
+    """The person under the point `at` (stored pixels, on the picture; `asked`: as the user
+    gave it), else the salient object under it."""
+    person = region_at(people, *at)
+    if person is not None:
+        return person
+    thing = region_at(_objects(ctx, rgb), *at)
     if thing is None:
         if ctx.job.kind == "video":  # the subject has moved off the point: this frame keeps all
             return np.zeros_like(people)
-        raise InputError(name, f"nothing to remove at {at[0]},{at[1]}: no person or salient object there")
+        raise InputError(
+            name, f"nothing to remove at {asked[0]},{asked[1]}: no person or salient object there"
+        )
     return thing
 
 
