@@ -104,6 +104,11 @@ QUARTER_TURNS = (1, 2, 3)
 # empty frame always): three more detector passes on every frame of an empty room would cost
 # more than all else the matter does there.
 TURNED_EVERY = 6
+# A turned frame's detections count from this score: the people the detector finds turned
+# score 0.9 and more on the DAVIS development frames and carphone turned by quarter turns,
+# while two small people of a wide picture, missed upright, gave one weak (0.53) detection
+# turned, and the whole-frame network finds them both.
+TURNED_MIN_SCORE = 0.7
 REPEAT = 0.1  # of a region's size: two regions whose centres are closer are one person's
 
 
@@ -223,8 +228,12 @@ class PersonMatter:
 
     def detect_turned(self, frames: torch.Tensor, full_hw: tuple[int, ...]) -> list[Person]:
         """The people of one frame [1, 3, h, w] as the detector finds them best turned: the
-        turn whose surest detection is the surest (one person is found at several turns)."""
-        turned = [self.detect(frames, full_hw, turns)[0] for turns in QUARTER_TURNS]
+        turn whose surest detection is the surest (one person is found at several turns), sure
+        ones only (they stand in for the whole-frame network, which may find more people)."""
+        turned = [
+            [p for p in self.detect(frames, full_hw, turns)[0] if p.score >= TURNED_MIN_SCORE]
+            for turns in QUARTER_TURNS
+        ]
         return max(turned, key=lambda found: max((p.score for p in found), default=0.0))
 
     @staticmethod
