@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from frameq import interrupts
 from frameq.checks import check_device, check_output_directory
 from frameq.options import job_options
 from frameq.progress import ProgressBar
@@ -60,14 +60,6 @@ MANIFEST = "manifest.jsonl"
 LOCK = ".frameq-batch.lock"
 CHUNK = 200  # new jobs recorded per transaction: a kill loses at most this many uploads
 POLL_S = 0.5
-
-
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM: stop, keep what is done, leave the rest for the next run."""
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 class DefaultGroup(click.Group):
@@ -165,8 +157,7 @@ def run_batch(
     stored_background = _attach(runtime, chosen.id, "background", background)
     stored_style = replace(style, style=_attach(runtime, chosen.id, "style", style.style))
     picture = replace(picture, mask=_attach(runtime, chosen.id, "mask", picture.mask))
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install()  # on Ctrl-C: stop, keep what is done, leave the rest for the next run
     started = time.monotonic()
     interrupted = False
     pending: list[str] = []
@@ -189,17 +180,15 @@ def run_batch(
                 run_jobs(runtime, pending)
         else:
             _dispatch_and_wait(runtime, settings, pending)
-    except Interrupted:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except interrupts.Interrupted:
+        interrupts.caught()
         interrupted = True
         if settings.embedded:
             reclaim_orphans(runtime, [i.job_id for i in items if i.job_id], mine=True)
     try:
         rows, copied, problems = _write_outputs(runtime, chosen.id, output)
-    except Interrupted:  # what was copied so far is recorded; the next run copies the rest
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except interrupts.Interrupted:  # what was copied so far is recorded; the next run copies the rest
+        interrupts.caught()
         interrupted, rows, copied, problems = True, repo.batch_report(chosen.id), 0, []
     _write_manifest(output / MANIFEST, rows)
     failed = _say_summary(chosen.id, rows)

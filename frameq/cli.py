@@ -5,17 +5,15 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 import click
 
-from frameq import distributed
+from frameq import distributed, interrupts
 from frameq.api import commands as api_commands
 from frameq.batch import batch as _batch_group
 from frameq.checks import check_device, check_output_directory, check_outputs
@@ -38,18 +36,6 @@ WITH_MATTE_HELP = (
     "Also write the people's matte beside each output (OUT.matte.mp4, or .png for an image); "
     f"recipes with a matte stage: {', '.join(n for n, r in RECIPES.items() if r.has_stage(MATTE_STAGE))}."
 )
-
-
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM during `frameq run`.
-
-    Not a KeyboardInterrupt: the interpreter would then end the process by SIGINT whatever
-    status the handler chose, and Click would turn it into "Aborted!".
-    """
-
-
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 class FrameqGroup(click.Group):
@@ -138,8 +124,7 @@ def run(
     batch_id = new_id() if len(pairs) > 1 else None
     # Ids chosen before submitting, so that an interrupt can cancel the job being submitted too.
     outputs = {new_id(): dest for _, dest in pairs}
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install()
     try:
         for job_id, (src, dest, one) in zip(outputs, jobs, strict=True):
             submit(
@@ -158,9 +143,8 @@ def run(
             )
         with ProgressBar(runtime.repo, list(outputs), enabled=sys.stderr.isatty()):
             run_jobs(runtime, list(outputs))
-    except Interrupted:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except interrupts.Interrupted:
+        interrupts.caught()
         click.echo(f"interrupted: {_cancel(runtime, outputs)} job(s) cancelled", err=True)
         sys.exit(130)
     except FrameqError:  # a submission refused for all (the store): no job may wait for ever
