@@ -58,7 +58,8 @@ def person(ctx: TaskContext, stack: ExitStack) -> Frames:
             alphas = list(alpha_to_uint8(matter(batch.source, state)))
         except NobodyThere:
             assert pick is not None  # only a pick looks for somebody
-            raise InputError(name, f"no person at {pick[0]},{pick[1]} on the first frame") from None
+            where = "on the first frame" if ctx.job.kind == "video" else "in the picture"
+            raise InputError(name, f"no person at {pick[0]},{pick[1]} {where}") from None
         if edges is not None and not batch.warmup:  # a warm-up's results are dropped
             alphas = [edges(rgb, alpha) for rgb, alpha in zip(batch.source, alphas, strict=True)]
         return alphas
