@@ -171,7 +171,7 @@ def per_ratio(dest: Path, picture: PictureOptions) -> list[tuple[Path, PictureOp
     pictures = picture.each_ratio()
     if len(pictures) == 1:
         return [(dest, picture)]
-    named = [(p, ratio_name(p.ratio)) for p in pictures if p.ratio]
+    named = [(p, ratio_name(p.ratio)) for p in pictures if p.ratio]  # several: all have one
     return [(dest.with_name(f"{dest.stem}.{name}{dest.suffix}"), p) for p, name in named]
 
 

@@ -38,18 +38,13 @@ def install() -> None:
     """From now on SIGINT and SIGTERM raise Interrupted in the main thread."""
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    if sys.unraisablehook is not _unraisable:
-        _hooks.append(sys.unraisablehook)
-        sys.unraisablehook = _unraisable
-
-
-_hooks: list = []  # the unraisable-exception hook before ours
+    sys.unraisablehook = _unraisable
 
 
 def _unraisable(unraisable: Any) -> None:
     """An Interrupted lost in a finaliser is said again by _again; anything else as before."""
     if not isinstance(unraisable.exc_value, Interrupted):
-        _hooks[0](unraisable)
+        sys.__unraisablehook__(unraisable)
 
 
 def caught() -> None:

@@ -36,6 +36,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -46,7 +47,10 @@ from models.colour import luma
 from models.device import to_tensor
 from models.guided import apply_coefficients, guided_coefficients
 from models.tflite import TFLiteModule
+from models.turns import unturn
 from models.weights import model_path
+
+T = TypeVar("T", float, torch.Tensor)
 
 DETECTOR_SIZE = 224
 CROP_SIZE = 256
@@ -367,20 +371,16 @@ class PersonMatter:
         """Sampling grid [S, S, 2] of the upright square region around `p`."""
         t = (torch.arange(CROP_SIZE, device=self.device, dtype=torch.float32) + 0.5) / CROP_SIZE - 0.5
         v, u = torch.meshgrid(t, t, indexing="ij")
-        cos, sin = math.cos(p.angle), math.sin(p.angle)
-        x = p.cx + p.size * (u * cos - v * sin)
-        y = p.cy + p.size * (u * sin + v * cos)
+        x, y = _to_frame(p, u, v)
         return torch.stack([2 * x / w - 1, 2 * y / h - 1], dim=-1).to(self.dtype)
 
     def _paste_grid(self, p: Person, h: int, w: int, scale: float) -> torch.Tensor:
         """Grid [1, h, w, 2] locating every pixel of a frame `scale` times the full size
         inside the region's crop."""
-        ys = (torch.arange(h, device=self.device, dtype=torch.float32) + 0.5) / scale - p.cy
-        xs = (torch.arange(w, device=self.device, dtype=torch.float32) + 0.5) / scale - p.cx
-        dy, dx = torch.meshgrid(ys, xs, indexing="ij")
-        cos, sin = math.cos(p.angle), math.sin(p.angle)
-        u = (dx * cos + dy * sin) / p.size
-        v = (-dx * sin + dy * cos) / p.size
+        ys = (torch.arange(h, device=self.device, dtype=torch.float32) + 0.5) / scale
+        xs = (torch.arange(w, device=self.device, dtype=torch.float32) + 0.5) / scale
+        y, x = torch.meshgrid(ys, xs, indexing="ij")
+        u, v = _to_crop(p, x, y)
         return torch.stack([2 * u, 2 * v], dim=-1)[None].to(self.dtype)
 
     def _whole_frame(self, frames: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -454,12 +454,23 @@ def _region(hip: torch.Tensor, top: torch.Tensor, score: float) -> Person:
     return Person(float(hip[0]), float(hip[1]), size, angle, score)
 
 
+def _to_frame(p: Person, u: T, v: T) -> tuple[T, T]:
+    """Frame pixels (x, y) of the point (u, v) of `p`'s upright crop, in crop sides from its
+    centre (-0.5..0.5); floats or tensors."""
+    cos, sin = math.cos(p.angle), math.sin(p.angle)
+    return p.cx + p.size * (u * cos - v * sin), p.cy + p.size * (u * sin + v * cos)
+
+
+def _to_crop(p: Person, x: T, y: T) -> tuple[T, T]:
+    """The inverse of _to_frame: (u, v) in `p`'s crop of the frame pixel (x, y)."""
+    cos, sin = math.cos(p.angle), math.sin(p.angle)
+    dx, dy = x - p.cx, y - p.cy
+    return (dx * cos + dy * sin) / p.size, (-dx * sin + dy * cos) / p.size
+
+
 def _next_region(p: Person, points: torch.Tensor, score: float) -> Person:
     """The region that landmarks [2, 2] (hips, top; crop pixels of `p`'s crop) give."""
-    u, v = points[:, 0] / CROP_SIZE - 0.5, points[:, 1] / CROP_SIZE - 0.5
-    cos, sin = math.cos(p.angle), math.sin(p.angle)
-    x = p.cx + p.size * (u * cos - v * sin)
-    y = p.cy + p.size * (u * sin + v * cos)
+    x, y = _to_frame(p, points[:, 0] / CROP_SIZE - 0.5, points[:, 1] / CROP_SIZE - 0.5)
     frame = torch.stack([x, y], dim=-1)
     return _region(frame[0], frame[1], score)
 
@@ -513,28 +524,16 @@ def _only(found: list[Person], chosen: Person | None) -> list[Person]:
 
 def _probability_at(r: Segmented, x: float, y: float) -> float:
     """The region's person probability at frame pixel (x, y); 0 outside its crop."""
-    p = r.person
-    cos, sin = math.cos(p.angle), math.sin(p.angle)
-    dx, dy = x + 0.5 - p.cx, y + 0.5 - p.cy
-    col = int(((dx * cos + dy * sin) / p.size + 0.5) * CROP_SIZE)
-    row = int(((-dx * sin + dy * cos) / p.size + 0.5) * CROP_SIZE)
+    u, v = _to_crop(r.person, x + 0.5, y + 0.5)
+    col, row = int((u + 0.5) * CROP_SIZE), int((v + 0.5) * CROP_SIZE)
     if not (0 <= row < CROP_SIZE and 0 <= col < CROP_SIZE):
         return 0.0
     return float(r.mask[0, 0, row, col])
 
 
 def _unturn(xy: torch.Tensor, turns: int, width: int, height: int) -> torch.Tensor:
-    """Points [..., 2] in the pixels of a frame turned `turns` quarters anticlockwise
-    (torch.rot90) -> the same points in the frame's own pixels (width x height)."""
-    x, y = xy[..., 0], xy[..., 1]
-    turns %= 4
-    if turns == 1:
-        x, y = width - y, x
-    elif turns == 2:
-        x, y = width - x, height - y
-    elif turns == 3:
-        x, y = y, height - x
-    return torch.stack([x, y], dim=-1)
+    """Points [..., 2] of a frame turned `turns` quarters -> the frame's own pixels."""
+    return torch.stack(unturn(xy[..., 0], xy[..., 1], turns, width, height), dim=-1)
 
 
 def _iou(box: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,13 @@ class Masks:
         check_fit(_size(spec["kind"], path), shown_size(height, width, rotation))
         # The frames are fetched and fitted as a background's are; grey levels then say "remove".
         self.frames = Background(spec, path, height, width, rotation, name="mask")
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (fitted frame, its mask)
 
     def at(self, t: float) -> np.ndarray:
-        return cv2.cvtColor(self.frames.at(t), cv2.COLOR_RGB2GRAY) >= MASK_THRESHOLD  # type: ignore[no-any-return]
+        frame = self.frames.at(t)
+        if self._last is None or self._last[0] is not frame:  # a still mask: made once
+            self._last = (frame, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) >= MASK_THRESHOLD)
+        return self._last[1]
 
 
 def _size(kind: str, path: Path) -> tuple[int, int]:

@@ -4,6 +4,9 @@ in the pixels they see, a point or a mask, is turned into stored pixels here."""
 
 from __future__ import annotations
 
+import math
+
+from models.turns import unturn
 from orchestrator.errors import InputError
 
 
@@ -21,12 +24,6 @@ def stored_point(
     shown_h, shown_w = shown_size(height, width, rotation)
     if not (0 <= x < shown_w and 0 <= y < shown_h):
         raise InputError(name, f"point {x},{y} is outside the {shown_w}x{shown_h} picture")
-    # shown = np.rot90(stored, turns): undo it pixel for pixel
-    turns = (rotation // 90) % 4
-    if turns == 1:
-        return width - 1 - y, x
-    if turns == 2:
-        return width - 1 - x, height - 1 - y
-    if turns == 3:
-        return y, height - 1 - x
-    return x, y
+    # shown = np.rot90(stored, turns): the shown pixel's centre, turned back
+    sx, sy = unturn(x + 0.5, y + 0.5, rotation // 90, width, height)
+    return math.floor(sx), math.floor(sy)
