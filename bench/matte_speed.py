@@ -1,6 +1,6 @@
 """Speed of person matting at 720p and 1080p, next to MediaPipe's own runtime, same frames.
 
-    python bench/matte_speed.py [--davis ../shared/data/davis-dev] [--frames 32]
+    python bench/matte_speed.py [--davis ../shared/data/davis-dev] [--frames 32] [--repeat 3]
 
 For each size it prints frames/s of
   - frameq's PersonMatter (detect, segment, refine, temporal smoothing; batches of 8), with
@@ -10,8 +10,10 @@ For each size it prints frames/s of
   - MediaPipe 0.10.14's selfie and pose segmentation through its own runtime, when the
     separate environment made by bench/mediapipe_env.sh exists (MediaPipe is not a frameq
     dependency),
-and the ratios of frameq's figures to the MediaPipe ones. Frames are DAVIS `lucia` (a person
-walking) scaled up.
+and the ratios of frameq's figures to the MediaPipe ones (medians of alternating runs). Frames
+are DAVIS `lucia` (a person walking) scaled up. frameq's matter runs with the settings `frameq`
+gives its own processes (frameq/tuning.py: sleeping OpenMP threads, the allocator's thresholds);
+set OMP_WAIT_POLICY=ACTIVE to see it with spinning threads, as on a machine with idle cores.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import cv2
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from frameq.tuning import tune_process  # noqa: E402
+
+tune_process()  # the runtime settings `frameq` runs its stages with, before torch loads
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from models.device import pick_device  # noqa: E402
 from models.person import MatteState, PersonMatter  # noqa: E402
@@ -112,21 +118,32 @@ def main() -> None:
     )
     parser.add_argument("--davis", type=Path, default=ROOT.parent / "shared" / "data" / "davis-dev")
     parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="alternating runs of each figure; medians are printed"
+    )
     args = parser.parse_args()
     device = pick_device("auto")
     matter = PersonMatter(device)
     light = PersonMatter(device, landmark="full")
-    print(f"device {device}, torch threads {torch.get_num_threads()}, {args.frames} frames per figure")
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, {args.frames} frames per figure, "
+        f"median of {args.repeat}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+        f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}"
+    )
     for size in ((1280, 720), (1920, 1080)):
         frames = load_frames(args.davis, size, args.frames)
         with tempfile.TemporaryDirectory() as tmp:
             end_to_end = run_fps(frames, Path(tmp))
-        figures = {
-            "frameq matter": matter_fps(matter, frames),
-            "frameq matter (full)": matter_fps(light, frames),
-            "frameq run -r matte": end_to_end,
-        }
-        baseline = mediapipe_fps(args.davis, size, args.frames)
+        runs: dict[str, list[float]] = {}
+        for _ in range(args.repeat):  # alternating, so that a noisy minute hits both sides
+            runs.setdefault("frameq matter", []).append(matter_fps(matter, frames))
+            runs.setdefault("frameq matter (full)", []).append(matter_fps(light, frames))
+            for name, fps in mediapipe_fps(args.davis, size, args.frames).items():
+                runs.setdefault(name, []).append(fps)
+        median = {name: float(np.median(values)) for name, values in runs.items()}
+        figures = {name: median[name] for name in ("frameq matter", "frameq matter (full)")}
+        figures["frameq run -r matte"] = end_to_end
+        baseline = {name: fps for name, fps in median.items() if name not in figures}
         label = f"{size[0]}x{size[1]}"
         for name, fps in {**figures, **baseline}.items():
             print(f"{label:>9}  {name:<22} {fps:6.2f} frames/s")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from frameq.checks import check_device, check_output_directory, check_outputs
 from frameq.options import job_options
 from frameq.progress import ProgressBar, summary_line
 from frameq.servers import BROKER_ERRORS, DATABASE_ERRORS, broker_unreachable, database_unreachable, redact
+from frameq.tuning import tune_process
 from orchestrator.errors import FrameqError, InputError, JobNotFound
 from orchestrator.inputs import MEDIA_SUFFIXES, directory_output_suffix, kind_of, output_suffix_for
 from orchestrator.outputs import copy_outputs, stage_output_path
@@ -68,12 +68,8 @@ def _fail(exc: Exception) -> NoReturn:
 def main() -> None:
     """frameq: run media recipes (styles, mattes, composites) over videos and images."""
     # Before torch is first imported (no module this one imports loads it; the stages do), for
-    # `frameq run` and for the processes `frameq worker` forks: OpenMP threads that sleep while
-    # they wait, not spin. Measured on 2 shared cores, MultiStyle at 512x512, s a frame, sleeping
-    # against spinning threads: 0.20 against 0.44 (2.2x faster) beside one busy process, 0.16
-    # against 0.32 on average beside others' test runs (spinning ones stalled up to 1.1 s),
-    # 0.13 against 0.11 on a quiet machine. A user's own setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # `frameq run` and for the processes `frameq worker` and `frameq api` start.
+    tune_process()
 
 
 @main.command()

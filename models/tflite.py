@@ -36,6 +36,7 @@ NUMPY_TYPES = {
 }
 TORCH_AXIS = (0, 2, 3, 1)  # a 4-D tensor's TFLite (NHWC) axis i is torch (NCHW) axis TORCH_AXIS[i]
 CUSTOM_TRANSPOSE_CONV = "Convolution2DTransposeBias"  # MediaPipe's own operator
+CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 class UnsupportedModelError(ValueError):
@@ -69,22 +70,31 @@ class TFLiteModule(torch.nn.Module):
             value = _constant(model, graph.Tensors(i))
             if value is not None:
                 consts[i] = value
+        ops = [graph.Operators(k) for k in range(graph.OperatorsLength())]
+        names = [_op_name(model, op) for op in ops]
+        folded = _pads_into_convs(ops, names, consts, set(self.outputs))
         self.steps: list[tuple[str, Kernel, list[int], list[int]]] = []
-        for k in range(graph.OperatorsLength()):
-            op = graph.Operators(k)
+        for op, name in zip(ops, names, strict=True):
             ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
             outs = [int(i) for i in op.OutputsAsNumpy()]
-            name = _op_name(model, op)
             if name in ("DEQUANTIZE", "DENSIFY") and all(i in consts for i in ins):
                 source = self.tensors[ins[0]] if name == "DEQUANTIZE" else None
                 consts[outs[0]] = _fold(name, graph.Tensors(ins[0]), consts[ins[0]], source)
                 continue
-            kernel = _kernel(name, op, model, self.tensors, ins, outs, consts)
+            if outs[0] in folded:
+                continue
+            before = folded.get(ins[0]) if name in CONVS else None
+            kernel = _kernel(name, op, model, self.tensors, ins, outs, consts, before and before[1])
+            if before:  # the conv reads the unpadded tensor and pads it itself
+                ins = [before[0], *ins[1:]]
             self.steps.append((name, kernel, [i for i in ins if i >= 0], outs))
         # Constants in torch layout (conv filters already rearranged by their kernels).
         self._consts = sorted(consts)
         for i in self._consts:
-            self.register_buffer(f"c{i}", _to_torch_layout(consts[i]), persistent=False)
+            value = _to_torch_layout(consts[i])
+            if value.dim() == 4:
+                value = value.contiguous(memory_format=torch.channels_last)
+            self.register_buffer(f"c{i}", value, persistent=False)
         # The activations each step is the last reader of, dropped after it: held to the end,
         # a batch's intermediates would fill memory and no buffer would be reused while warm.
         last: dict[int, int] = {}
@@ -103,12 +113,37 @@ class TFLiteModule(torch.nn.Module):
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         values: dict[int, torch.Tensor] = {i: getattr(self, f"c{i}") for i in self._consts}
         for index, x in zip(self.inputs, inputs, strict=True):
-            values[index] = x
+            values[index] = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
         for (_name, kernel, ins, outs), frees in zip(self.steps, self._frees, strict=True):
             values[outs[0]] = kernel([values[i] for i in ins])
             for i in frees:
                 del values[i]
         return tuple(values[i] for i in self.outputs)
+
+
+def _pads_into_convs(
+    ops: list[tflite.Operator], names: list[str], consts: dict[int, np.ndarray], outputs: set[int]
+) -> dict[int, tuple[int, tuple[int, int, int, int]]]:
+    """The PAD operators whose padded tensor only convolutions read, and only spatially:
+    {padded tensor: (unpadded tensor, (left, right, top, bottom))}. Those convolutions pad as
+    they read (zero padding is what a conv's own padding does), so the padded copy, written and
+    read once more at the network's largest sizes, is never made."""
+    readers: dict[int, list[str]] = {}
+    for op, name in zip(ops, names, strict=True):
+        for i in op.InputsAsNumpy() if op.InputsLength() else []:
+            readers.setdefault(int(i), []).append(name)
+    folded = {}
+    for op, name in zip(ops, names, strict=True):
+        if name != "PAD" or int(op.InputsAsNumpy()[1]) not in consts:
+            continue
+        source, padded = int(op.InputsAsNumpy()[0]), int(op.OutputsAsNumpy()[0])
+        paddings = consts[int(op.InputsAsNumpy()[1])].astype(int)  # NHWC: [4, 2]
+        if paddings.shape != (4, 2) or paddings[0].any() or paddings[3].any() or padded in outputs:
+            continue
+        if all(reader in CONVS for reader in readers.get(padded, [])):
+            (top, bottom), (left, right) = paddings[1], paddings[2]
+            folded[padded] = (source, (int(left), int(right), int(top), int(bottom)))
+    return folded
 
 
 def _op_name(model: tflite.Model, op: tflite.Operator) -> str:
@@ -275,11 +310,14 @@ def _kernel(
     ins: list[int],
     outs: list[int],
     consts: dict[int, np.ndarray],
+    before: tuple[int, int, int, int] | None = None,
 ) -> Kernel:
+    """The kernel of one operator. `before`: zero padding (left, right, top, bottom) a conv
+    adds to its input first, standing in for a PAD operator before it (`_pads_into_convs`)."""
     shape_in = tensors[ins[0]].shape if ins else ()
     shape_out = tensors[outs[0]].shape
 
-    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+    if name in CONVS:
         depthwise = name == "DEPTHWISE_CONV_2D"
         o = _options(op, tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions)
         w = consts[ins[1]]  # OHWI for CONV_2D, 1HW(C*M) for DEPTHWISE
@@ -288,6 +326,8 @@ def _kernel(
         groups = shape_in[3] if depthwise else 1
         consts[ins[1]] = w.transpose(3, 0, 1, 2) if depthwise else w.transpose(0, 3, 1, 2)
         pads = _spatial_pads(o.Padding(), shape_in[1:3], w.shape[1:3], stride, dilation)  # type: ignore[attr-defined]
+        if before:
+            pads = tuple(a + b for a, b in zip(pads, before, strict=True))  # type: ignore[assignment]
         act = _activation(o.FusedActivationFunction())  # type: ignore[attr-defined]
         has_bias = len(ins) > 2 and ins[2] >= 0
 
