@@ -18,6 +18,7 @@ from models.guided import guided_filter
 from models.person import (
     GUIDE_EPS,
     GUIDE_RADIUS,
+    MOTION_LUMA,
     REGION_DECAY,
     FrameSet,
     MatteState,
@@ -172,13 +173,23 @@ def test_batches_equal_frames_one_by_one(matter: PersonMatter, frames: list[np.n
 
 
 def test_smoothing_holds_uncertain_pixels_and_follows_confident_ones(matter: PersonMatter) -> None:
-    state = MatteState(previous=torch.tensor([[[[1.0, 1.0]]]]))
-    out = matter.smooth(torch.tensor([[[[0.5, 0.0]]]]), state)
+    grey = torch.full((1, 1, 1, 2), 0.4)
+    state = MatteState(previous=torch.tensor([[[[1.0, 1.0]]]]), previous_grey=grey)
+    out = matter.smooth(torch.tensor([[[[0.5, 0.0]]]]), state, grey)
     # 0.5 is a guess, wholly uncertain: it moves temporal_ratio of the way to the past
     assert float(out[0, 0, 0, 0]) == pytest.approx(0.5 + matter.temporal_ratio * 0.5)
     assert float(out[0, 0, 0, 0]) > 0.7
     assert out[0, 0, 0, 1] == 0.0  # a confident 0 is taken as it is
-    assert torch.equal(state.previous, out)
+    assert torch.equal(state.previous, out) and torch.equal(state.previous_grey, grey)
+
+
+def test_smoothing_leans_on_the_past_only_where_the_picture_held_still(matter: PersonMatter) -> None:
+    before = torch.tensor([[[[0.4, 0.4, 0.4]]]])
+    now = before + torch.tensor([[[[0.0, MOTION_LUMA / 2, MOTION_LUMA]]]])  # still, half, moved
+    state = MatteState(previous=torch.ones(1, 1, 1, 3), previous_grey=before)
+    out = matter.smooth(torch.full((1, 1, 1, 3), 0.5), state, now)[0, 0, 0]
+    lean = matter.temporal_ratio * 0.5
+    assert out.tolist() == pytest.approx([0.5 + lean, 0.5 + lean / 2, 0.5])
 
 
 def test_a_region_shrinks_slowly_on_video_and_grows_at_once() -> None:
