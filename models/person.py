@@ -426,17 +426,20 @@ class PersonMatter:
     def smooth(self, alpha: torch.Tensor, state: MatteState, grey: torch.Tensor) -> torch.Tensor:
         """Uncertain pixels of `alpha` [B, 1, h, w] leaned on the frame before's, where the
         picture there did not change: `grey` [B, 1, h, w] is the frames' luma in 0..1."""
+        # How far each pixel leans, for the whole batch at once; only the leaning itself runs
+        # frame by frame (a frame leans on the smoothed frame before).
+        before = state.previous_grey if state.previous_grey is not None else grey[:1]
+        before = before if before.shape[1:] == grey.shape[1:] else grey[:1]
+        still = 1.0 - (grey - torch.cat([before, grey[:-1]])).abs_().div_(MOTION_LUMA)
+        uncertainty = 1.0 - (2.0 * alpha - 1.0).square_()
+        weight = uncertainty.mul_(still.clamp_(0.0, 1.0)).mul_(self.temporal_ratio)
         out = []
-        for frame_alpha, frame_grey in zip(alpha.split(1), grey.split(1), strict=True):
+        for frame_alpha, frame_weight in zip(alpha.split(1), weight.split(1), strict=True):
             if state.previous is not None and state.previous.shape == frame_alpha.shape:
-                uncertainty = 1.0 - (2.0 * frame_alpha - 1.0).square()
-                weight = self.temporal_ratio * uncertainty
-                if state.previous_grey is not None:
-                    still = 1.0 - (frame_grey - state.previous_grey).abs_().div_(MOTION_LUMA)
-                    weight = weight * still.clamp_(0.0, 1.0)
-                frame_alpha = frame_alpha + weight * (state.previous - frame_alpha)
-            state.previous, state.previous_grey = frame_alpha, frame_grey
+                frame_alpha = torch.lerp(frame_alpha, state.previous, frame_weight)
+            state.previous = frame_alpha
             out.append(frame_alpha)
+        state.previous_grey = grey[-1:]
         return torch.cat(out)
 
 
