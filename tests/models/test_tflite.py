@@ -16,7 +16,16 @@ import torch
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from frameq.samples import sample_clip
-from models.tflite import TensorInfo, TFLiteModule, UnsupportedModelError, _kernel
+from models.tflite import (
+    ONEDNN_ACTIVATIONS,
+    TensorInfo,
+    TFLiteModule,
+    UnsupportedModelError,
+    _activation,
+    _conv,
+    _conv_fused,
+    _kernel,
+)
 from models.weights import model_path
 
 
@@ -103,3 +112,16 @@ def test_unknown_operator_is_named() -> None:
     with pytest.raises(UnsupportedModelError, match="operator SQUARED_DIFFERENCE"):
         info = [TensorInfo("x", (1,), np.float32)]
         _kernel("SQUARED_DIFFERENCE", None, None, info, [], [0], {})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", sorted(ONEDNN_ACTIVATIONS))
+@pytest.mark.parametrize(("groups", "pads"), [(1, (1, 1, 1, 1)), (8, (0, 1, 0, 1))])
+def test_a_conv_with_its_activation_fused_equals_the_two_apart(code: int, groups: int, pads: tuple) -> None:
+    gen = torch.Generator().manual_seed(code)
+    x = torch.randn(2, 8, 17, 20, generator=gen).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(8, 8 // groups, 3, 3, generator=gen).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(8, generator=gen)
+    apart = _activation(code)(_conv(x, w, b, pads, (2, 2), (1, 1), groups))
+    fused = _conv_fused(x, w, b, pads, (2, 2), (1, 1), groups, ONEDNN_ACTIVATIONS[code])
+    assert fused.shape == apart.shape
+    assert torch.allclose(fused, apart, atol=1e-5)
