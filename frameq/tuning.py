@@ -5,7 +5,8 @@ and the C allocator. A user's own setting of either always wins.
   at 512x512, s a frame, sleeping against spinning threads: 0.20 against 0.44 (2.2x faster)
   beside one busy process, 0.16 against 0.32 on average beside others' test runs (spinning
   ones stalled up to 1.1 s), 0.13 against 0.11 on a quiet machine. The person matter at 720p
-  beside one busy process: 10.1 against 5.2 frames/s.
+  beside one busy process: 9.7 frames/s sleeping, 8.1 spinning briefly (GOMP_SPINCOUNT=3000),
+  6.1 spinning (ACTIVE); on a quiet machine at 1080p 12.0 sleeping against 14.9 spinning.
 - Freed memory kept for reuse. By default glibc maps every block over a threshold that starts
   at 128 KiB afresh and hands it back on free, and trims the heap soon after: every 1080p
   plane (8 MB as float) a stage allocates then faults its pages in anew, a cost of the order

@@ -98,7 +98,8 @@ def _box_mean_cpu(x: torch.Tensor, r: int) -> torch.Tensor:
     k = 2 * r + 1
     planes = x.contiguous().numpy().reshape(-1, h, w)
     out = np.empty_like(planes)
-    inverse = 1.0 / np.outer(_window_counts(h, r, x).numpy(), _window_counts(w, r, x).numpy())
+    counts = np.outer(_window_counts(h, r, x).numpy(), _window_counts(w, r, x).numpy())
+    inverse = (1.0 / counts).astype(np.float32)
     for plane, sums in zip(planes, out, strict=True):
         cv2.boxFilter(plane, -1, (k, k), dst=sums, normalize=False, borderType=cv2.BORDER_CONSTANT)
         sums *= inverse

@@ -299,9 +299,10 @@ def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, pads: tuple[
 # oneDNN's convolution with its activation applied as it writes (the operator torch's own
 # compiler emits for CPU convolutions): one pass over the output and one OpenMP region a layer
 # fewer. With OpenMP threads that sleep between regions, each region costs its wake-up (~0.3 ms
-# on 2 cores), and the pose-landmark network has ~160 activations a crop: fused, it runs at
-# ~47 against ~56 ms a crop at batch 8, to the bit the same. Where torch lacks the operator,
-# the activation runs after the convolution as on other devices.
+# on 2 cores), and the pose-landmark network has ~160 activations a crop: fused, the network
+# alone runs at ~44 against ~50 ms a crop at batch 8 (alternating runs), to the bit the same;
+# in the whole matter the gain is within this machine's noise. Where torch lacks the
+# operator, the activation runs after the convolution as on other devices.
 ONEDNN_ACTIVATIONS: dict[int, tuple[str, list[float]]] = {
     Act.NONE: ("none", []),
     Act.RELU: ("relu", []),

@@ -29,6 +29,7 @@ from models.person import (
     _to_crop,
     _to_frame,
     _unturn,
+    alpha_to_uint8,
     to_alpha,
     track,
 )
@@ -258,3 +259,10 @@ def test_crop_and_paste_grids_follow_the_region_geometry(matter: PersonMatter) -
         for i, j in ((0, 0), (30, 11), (44, 79)):
             u, v = _to_crop(p, (j + 0.5) / 0.25, (i + 0.5) / 0.25)
             assert paste[n, i, j].tolist() == pytest.approx([2 * u, 2 * v], abs=1e-5)
+
+
+def test_alpha_becomes_bytes_rounded_to_the_nearest_level_on_either_path() -> None:
+    alpha = torch.tensor([0.0, 0.2, 0.3, 0.5, 0.999, 1.0]).reshape(1, 1, 2, 3)
+    expected = [[0, 51, 76], [128, 255, 255]]  # 76.5 and 127.5 exactly: to the even level
+    assert alpha_to_uint8(alpha).tolist() == [expected]  # OpenCV's one pass on the CPU
+    assert alpha_to_uint8(alpha.double()).tolist() == [expected]  # torch's, any other tensor
